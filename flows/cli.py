@@ -16,6 +16,8 @@ import typer
 COMMAND_MODULES: list[str] = [
     "flows.cmd_verify",
     "flows.cmd_demo",
+    "flows.cmd_evaluate",
+    "flows.cmd_weights",
 ]
 
 app = typer.Typer(
@@ -38,7 +40,9 @@ _register_commands()
 def main() -> None:
     """Console-script entry point: one clear line per error, exit status 2."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False hands back the exit code of typer.Exit instead of exiting.
+        status = app(standalone_mode=False)
+        sys.exit(status if isinstance(status, int) else 0)
     except typer.Exit as exc:  # raised by commands for a deliberate exit status
         sys.exit(exc.exit_code)
     except SystemExit:

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             shards = version.entry.get("shards", 0)
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task(f"verify {name}", total=shards or None)
-                report = verify_version(version, on_shard=lambda _uri: progress.advance(task))
+                report = verify_version(version, on_shard=lambda _uri, t=task: progress.advance(t))
             status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
             typer.echo(
                 f"{version.uri}: {status}: {report.samples_checked} samples, "

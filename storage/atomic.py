@@ -60,9 +60,7 @@ def atomic_open(uri: str, fs: fsspec.AbstractFileSystem | None = None) -> Iterat
             handle.close()
 
 
-def atomic_write_bytes(
-    uri: str, data: bytes, fs: fsspec.AbstractFileSystem | None = None
-) -> None:
+def atomic_write_bytes(uri: str, data: bytes, fs: fsspec.AbstractFileSystem | None = None) -> None:
     with atomic_open(uri, fs) as handle:
         handle.write(data)
 

@@ -231,7 +231,7 @@ def iter_tar_samples(uri: str) -> Iterator[TarSample]:
             raise CorruptShardError(
                 f"{uri}: sample {key!r} has {len(members)} data members ({sorted(members)})"
             )
-        (ext, data), = members.items()
+        ((ext, data),) = members.items()
         yield TarSample(key, ext, data, meta)
 
 

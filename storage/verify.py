@@ -76,7 +76,9 @@ def verify_version(
     listed = {row["shard"]: row for row in shard_table.to_pylist()}
     for shard in sorted(set(expected) - set(listed)):
         report.problems.append(
-            Problem("manifest_error", join(version.dataset.uri, shard), detail="not in shards.parquet")
+            Problem(
+                "manifest_error", join(version.dataset.uri, shard), detail="not in shards.parquet"
+            )
         )
 
     for shard in sorted(set(expected) | set(listed)):
@@ -97,7 +99,9 @@ def verify_version(
                 report.bytes_checked += len(sample.data)
                 if sample.key not in wanted:
                     report.problems.append(
-                        Problem("extra_sample", uri, sample.key, f"member {sample.key}.{sample.ext}")
+                        Problem(
+                            "extra_sample", uri, sample.key, f"member {sample.key}.{sample.ext}"
+                        )
                     )
                     continue
                 sha, size = wanted.pop(sample.key)
