@@ -21,6 +21,7 @@ MEASUREMENT_COLUMNS: dict[str, pa.DataType] = {
     "colorfulness": pa.float32(),
     "white_fraction": pa.float32(),
     "distinct_colors": pa.int32(),
+    "top_colors_fraction": pa.float32(),  # share of pixels in the 8 commonest colours
     "edge_density": pa.float32(),
     "text_score": pa.float32(),
 }
@@ -37,12 +38,14 @@ _MANIFEST_FIELDS: list[pa.Field] = [
     pa.field("caption", pa.string()),
     pa.field("license", pa.string()),
     pa.field("sha256", pa.string(), nullable=False),
-    pa.field("phash", pa.int64()),  # 64-bit perceptual hash, uint64 bits reinterpreted as int64
+    pa.field("phash", pa.uint64()),  # 64-bit perceptual hash (bit order: curation.hashing)
     pa.field("phash256", pa.binary(32)),
     pa.field("width", pa.int32(), nullable=False),
     pa.field("height", pa.int32(), nullable=False),
     pa.field("format", pa.string(), nullable=False),  # file extension of the member: jpg, png...
     pa.field("bytes", pa.int64(), nullable=False),
+    pa.field("parent_key", pa.string()),  # patches: the key of the image they were cut from
+    pa.field("crop_box", pa.list_(pa.int32(), 4)),  # patches: left, top, right, bottom
     *[pa.field(f"iqa_{name}", pa.float32()) for name in IQA_COLUMNS],
     pa.field("iqa_extra", pa.map_(pa.string(), pa.float32())),
     *[pa.field(name, dtype) for name, dtype in MEASUREMENT_COLUMNS.items()],

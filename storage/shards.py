@@ -130,6 +130,11 @@ class ShardWriter:
         self._size += size
         self._shard_keys.append(sample.key)
 
+    def next_shard(self) -> None:
+        """End the current shard here (e.g. to balance shard sizes); no-op if it is empty."""
+        if self._tar is not None and self._count:
+            self._finish_current()
+
     def write_all(self, samples: Iterable[Sample]) -> None:
         for sample in samples:
             self.write(sample)
@@ -290,3 +295,53 @@ def webdataset_pipeline(
         stages.append(wds.filters.shuffle(shuffle_samples, seed=seed))
     stages.append(wds.filters.map(_drop_private))
     return wds.DataPipeline(*stages)
+
+
+@dataclass(frozen=True)
+class MemberLocation:
+    uri: str
+    offset: int  # of the member's data in the tar
+    size: int
+    ext: str
+
+
+def index_tar(uri: str) -> dict[str, MemberLocation]:
+    """Map each sample key of a shard to where its data member lies (json members skipped).
+
+    Lets a publisher copy samples in any order with one seek+read each instead of holding a
+    whole staging shard in memory.
+    """
+    fs, path = open_fs(uri)
+    index: dict[str, MemberLocation] = {}
+    try:
+        with fs.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                if member.isfile() and ext != "json":
+                    index[key] = MemberLocation(uri, member.offset_data, member.size, ext)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise CorruptShardError(f"{uri}: unreadable tar ({exc})") from exc
+    return index
+
+
+class MemberReader:
+    """Reads tar members by location, keeping one open handle per shard."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+
+    def read(self, location: MemberLocation) -> bytes:
+        handle = self._handles.get(location.uri)
+        if handle is None:
+            fs, path = open_fs(location.uri)
+            handle = self._handles[location.uri] = fs.open(path, "rb")
+        handle.seek(location.offset)
+        data = handle.read(location.size)
+        if len(data) != location.size:
+            raise CorruptShardError(f"{location.uri}: member truncated at {location.offset}")
+        return data
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()

@@ -204,6 +204,11 @@ class VersionWriter:
         if len(self._shards.written) != shards_before:
             self._settle_rows()
 
+    def next_shard(self) -> None:
+        """Close the current shard now; the next sample starts a new one."""
+        self._shards.next_shard()
+        self._settle_rows()
+
     def write_samples(self, items: Iterable[tuple[Sample, dict[str, Any]]]) -> None:
         for sample, row in items:
             self.write_sample(sample, row)
