@@ -1,0 +1,311 @@
+"""A Million-IRD build, Prefect-free: plan -> partitions -> dedupe -> publish.
+
+The Prefect flow (``flows/build_flow.py``) and ``run_build`` below call the same functions;
+the flow only fans partitions out to a task runner (threads or Dask) and reports.
+
+One partition: fetch -> probe -> reduced decode -> content filters (``curation.partition``),
+then, per accepted record, sha256 + perceptual hash + IQA on the proxy (:class:`StagingSink`),
+and the record's original bytes go to the partition's staging shard. The partition's stats
+file, written last, marks it done; a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from curation.config import CurationConfig
+from curation.dedupe import DEFAULT_DISTANCE, dedupe
+from curation.hashing import perceptual_hash64, phash256, sha256_hex
+from curation.partition import run_partition
+from curation.patches import PatchConfig
+from curation.quality import QualityConfig, QualityScorer
+from curation.records import AcceptedRecord, Partition, Reject
+from curation.sources import iter_all_partitions
+from storage.atomic import atomic_write_bytes
+from storage.build_area import BuildArea
+from storage.schemas import IQA_COLUMNS, MANIFEST_SCHEMA, MEASUREMENT_COLUMNS, table_from_rows
+from storage.shards import Sample, ShardWriter
+from storage.uri import join
+from storage.versions import Dataset, _parquet_bytes
+
+#: Reject reasons worth retrying in a later build (the candidate may succeed next time).
+TRANSIENT_REASONS = frozenset(
+    {"timeout", "connection_error", "http_429", "http_500", "http_502", "http_503", "http_504"}
+)
+
+
+class DedupeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    distance: int = Field(
+        DEFAULT_DISTANCE,
+        ge=0,
+        le=16,
+        description="Hamming distance of 64-bit phashes counted as near duplicates; 4 catches "
+        "resized, recompressed (q60) and 2 %-cropped copies while distinct photos stay apart",
+    )
+    keeper_metric: str = Field(
+        "niqe", description="IQA metric that picks a cluster's keeper (best score wins)"
+    )
+
+
+class PublishConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_shard_bytes: int = Field(1_000_000_000, ge=1, description="~1 GB shards, balanced")
+    max_shard_count: int = Field(100_000, ge=1)
+    license: str = Field("other", description="dataset card licence (sources keep their own)")
+    keep_build_area: bool = Field(
+        False, description="keep staging shards after publishing (for debugging, dashboards)"
+    )
+
+
+class BuildConfig(BaseModel):
+    """Everything one build needs: the one model the CLI, the flow and the Prefect UI share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: str = Field(description="storage root URI (local path, file://, s3://, gs://...)")
+    name: str = Field("million-ird", description="dataset name under the root")
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    patches: PatchConfig = Field(default_factory=PatchConfig)
+    incremental: bool = Field(
+        True, description="build on the latest version: keep its shards, add only new samples"
+    )
+
+    @classmethod
+    def from_file(cls, path: str) -> BuildConfig:
+        """Load a YAML or JSON file (YAML is a superset of JSON)."""
+        import yaml
+
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return cls.model_validate(data)
+
+
+@dataclass
+class BuildPlan:
+    dataset: Dataset
+    area: BuildArea
+    parent: str | None
+    partitions: list[Partition]
+    skipped_known: int  # candidates already published or finally rejected by the parent
+
+
+def build_id(config: BuildConfig, parent: str | None) -> str:
+    """Same configuration on the same parent -> same id -> a rerun resumes the same area."""
+    payload = json.dumps(
+        {"config": config.model_dump(mode="json"), "parent": parent}, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def plan_build(config: BuildConfig) -> BuildPlan:
+    dataset = Dataset(config.root, config.name)
+    parent = dataset.latest() if config.incremental else None
+    known: set[str] = set()
+    if parent is not None:
+        previous = dataset.version(parent)
+        known.update(previous.manifest().column("key").to_pylist())
+        for row in previous.rejects().select(["candidate_id", "reason"]).to_pylist():
+            if row["reason"] not in TRANSIENT_REASONS:
+                known.add(row["candidate_id"])
+    partitions: list[Partition] = []
+    skipped = 0
+    for partition in iter_all_partitions(config.curation.sources, config.curation.partition_size):
+        fresh = tuple(c for c in partition.candidates if c.id not in known)
+        skipped += len(partition.candidates) - len(fresh)
+        if fresh:
+            partitions.append(Partition(partition.id, partition.source, partition.index, fresh))
+    area = BuildArea(dataset, build_id(config, parent))
+    return BuildPlan(dataset, area, parent, partitions, skipped)
+
+
+@functools.lru_cache(maxsize=4)
+def _scorer(quality_json: str) -> QualityScorer:
+    """One scorer per process and configuration: building pyiqa metrics costs seconds."""
+    return QualityScorer(QualityConfig.model_validate_json(quality_json))
+
+
+class StagingSink:
+    """Hashes and scores each accepted record, then stages its bytes and manifest row."""
+
+    def __init__(self, partition_uri: str, shard_rel: str, quality: QualityConfig) -> None:
+        self.scorer = _scorer(quality.model_dump_json())
+        self.rows: list[dict[str, Any]] = []
+        self.shard_rel = shard_rel
+        self.partition_uri = partition_uri
+        self.writer = ShardWriter(
+            partition_uri, prefix="samples", max_count=10**9, max_bytes=1 << 62
+        )
+
+    def accept(self, record: AcceptedRecord) -> Reject | None:
+        image = record.image
+        if image is None:
+            raise ValueError("hashing and scoring need the reduced decode (filters enabled)")
+        scores = self.scorer.score([image])[0]
+        failed = self.scorer.rejects({record.id: scores})
+        if failed:
+            return Reject(
+                record.candidate, failed[0]["stage"], failed[0]["reason"], failed[0]["detail"]
+            )
+        extra = {m: float(v) for m, v in scores.items() if m not in IQA_COLUMNS}
+        row: dict[str, Any] = {
+            "key": record.id,
+            "shard": f"{self.shard_rel}/samples-000000.tar",
+            "source": record.candidate.source,
+            "url": record.candidate.url,
+            "caption": record.candidate.caption,
+            "license": record.candidate.license,
+            "sha256": sha256_hex(record.data),
+            "phash": perceptual_hash64(image),
+            "phash256": phash256(image),
+            "width": record.width,
+            "height": record.height,
+            "format": record.format,
+            "bytes": len(record.data),
+            "iqa_extra": extra or None,
+            **{f"iqa_{m}": float(scores[m]) for m in IQA_COLUMNS if m in scores},
+            **{k: v for k, v in record.measurements.items() if k in MEASUREMENT_COLUMNS},
+        }
+        meta = {"key": record.id, "url": record.candidate.url, "source": record.candidate.source}
+        self.writer.write(Sample(record.id, record.data, record.format, meta))
+        self.rows.append(row)
+        return None
+
+    def finish(self) -> dict[str, Any]:
+        self.writer.close()
+        self.rows.sort(key=lambda row: row["key"])
+        table = table_from_rows(self.rows, MANIFEST_SCHEMA)
+        atomic_write_bytes(join(self.partition_uri, "manifest.parquet"), _parquet_bytes(table))
+        return {"staged": len(self.rows)}
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+def process_partition(
+    partition: Partition,
+    config: BuildConfig,
+    area: BuildArea,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run one partition into the build area (skipped when its marker exists)."""
+    partition_uri = join(area.uri, "partitions", partition.id)
+    sink = StagingSink(partition_uri, f"{area.rel}/partitions/{partition.id}", config.quality)
+    try:
+        result = run_partition(
+            partition, partition_uri, config.curation, sink=sink, progress=progress
+        )
+    except BaseException:
+        sink.abort()
+        raise
+    if result.skipped:
+        sink.abort()
+    return {**result.stats, "skipped": result.skipped}
+
+
+def find_duplicates(
+    area: BuildArea, parent: str | None, dataset: Dataset, config: BuildConfig
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Global dedupe over every staged sample and the parent's index: key -> reject row."""
+    staged = area.manifest()
+    previous = None
+    if parent is not None:
+        previous = dataset.version(parent).manifest().select(["key", "phash", "sha256"])
+        previous = previous.filter(pa.compute.is_valid(previous.column("phash")))
+    metric = config.dedupe.keeper_metric
+    quality = None
+    if f"iqa_{metric}" in staged.column_names:
+        values = staged.column(f"iqa_{metric}").to_numpy(zero_copy_only=False).astype(float)
+        lower_better = _scorer(config.quality.model_dump_json()).lower_better.get(metric, True)
+        quality = -values if lower_better else values
+    result = dedupe(
+        staged.column("key"),
+        staged.column("sha256"),
+        staged.column("phash"),
+        quality=quality,
+        width=staged.column("width"),
+        height=staged.column("height"),
+        previous=previous,
+        d=config.dedupe.distance,
+    )
+    lookup = {row["key"]: row for row in staged.select(["key", "url", "source"]).to_pylist()}
+    dropped = {}
+    for reject in result.rejects:
+        origin = lookup[reject.candidate_id]
+        dropped[reject.candidate_id] = {
+            "candidate_id": reject.candidate_id,
+            "url": origin["url"],
+            "source": origin["source"],
+            "stage": reject.stage,
+            "reason": reject.reason,
+            "detail": reject.detail,
+        }
+    return dropped, result.pairs
+
+
+def quality_thresholds(config: QualityConfig) -> dict[str, dict[str, float]]:
+    """Thresholds as the dashboard draws them: metric -> {"max": x} or {"min": x}."""
+    scorer = _scorer(config.model_dump_json())
+    return {
+        metric: {"max" if scorer.lower_better.get(metric, True) else "min": limit}
+        for metric, limit in config.thresholds.items()
+        if math.isfinite(limit)
+    }
+
+
+def run_build(
+    config: BuildConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+):
+    """The whole build in this process (tests, small runs); returns the PublishedVersion."""
+    from curation.publish import publish_build
+
+    plan = plan_build(config)
+    for done, partition in enumerate(plan.partitions, start=1):
+        process_partition(partition, config, plan.area)
+        if progress is not None:
+            progress("partitions", done, len(plan.partitions))
+    return finish_build(config, plan, progress=progress, publish=publish_build)
+
+
+def finish_build(config: BuildConfig, plan: BuildPlan, *, progress=None, publish=None):
+    """Dedupe, publish and clean up once every partition is done."""
+    if publish is None:
+        from curation.publish import publish_build as publish
+    dropped, pairs = find_duplicates(plan.area, plan.parent, plan.dataset, config)
+    version = publish(
+        plan.dataset,
+        plan.area,
+        dropped=dropped,
+        parent=plan.parent,
+        max_shard_bytes=config.publish.max_shard_bytes,
+        max_shard_count=config.publish.max_shard_count,
+        license=config.publish.license,
+        extra_stats={
+            "build_id": plan.area.build_id,
+            "near_duplicate_pairs": pairs,
+            "skipped_known_candidates": plan.skipped_known,
+            "quality_thresholds": quality_thresholds(config.quality),
+            "config": config.model_dump(mode="json"),
+        },
+        progress=(lambda i, n: progress("publish", i, n)) if progress else None,
+    )
+    if not config.publish.keep_build_area:
+        plan.area.remove()
+    return version
