@@ -246,15 +246,12 @@ def find_duplicates(
     )
     lookup = {row["key"]: row for row in staged.select(["key", "url", "source"]).to_pylist()}
     dropped = {}
-    for reject in result.rejects:
-        origin = lookup[reject.candidate_id]
-        dropped[reject.candidate_id] = {
-            "candidate_id": reject.candidate_id,
+    for reject in result.rejects.to_pylist():  # candidate_id, stage, reason, detail
+        origin = lookup[reject["candidate_id"]]
+        dropped[reject["candidate_id"]] = {
+            **reject,
             "url": origin["url"],
             "source": origin["source"],
-            "stage": reject.stage,
-            "reason": reject.reason,
-            "detail": reject.detail,
         }
     return dropped, result.pairs
 

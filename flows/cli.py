@@ -16,8 +16,11 @@ import typer
 COMMAND_MODULES: list[str] = [
     "flows.cmd_verify",
     "flows.cmd_demo",
+    "flows.cmd_build",
     "flows.cmd_evaluate",
     "flows.cmd_weights",
+    "flows.cmd_restore",
+    "flows.cmd_dashboard",
 ]
 
 app = typer.Typer(

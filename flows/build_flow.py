@@ -1,0 +1,156 @@
+"""`build-million-ird`: sources -> partitions -> global dedupe -> publish -> dashboard.
+
+Thin by design: the work is done by ``curation.build``; this module resolves configuration,
+fans partitions out (one task per partition, never per image: a task run costs 10-70 ms),
+persists nothing of its own and reports to Prefect (progress, funnel table, summary).
+A rerun of a failed build resumes: finished partitions have a done marker and are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from curation.build import BuildConfig, finish_build, plan_build, process_partition
+from curation.records import Partition
+from storage.build_area import BuildArea
+from storage.versions import Dataset
+
+#: Set by the local CLI to draw a progress bar: called with (stage, done, total).
+PROGRESS_HOOK: Callable[[str, int, int], None] | None = None
+
+
+def _report(stage: str, done: int, total: int) -> None:
+    if PROGRESS_HOOK is not None:
+        PROGRESS_HOOK(stage, done, total)
+
+
+@task(name="process-partition", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def process_partition_task(
+    partition: Partition, config: BuildConfig, build_id: str
+) -> dict[str, Any]:
+    """One partition end to end; a retry redoes it whole (its marker was not written)."""
+    area = BuildArea(Dataset(config.root, config.name), build_id)
+    stats = process_partition(partition, config, area)
+    return {k: v for k, v in stats.items() if k != "downstream"}
+
+
+def _task_runner(dask_address: str | None, dask_workers: int):
+    if dask_address or dask_workers:
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1})
+    return ThreadPoolTaskRunner(max_workers=max(1, os.cpu_count() or 1))
+
+
+@flow(name="process-partitions")
+def process_partitions(
+    partitions: list[Partition], config: BuildConfig, build_id: str
+) -> list[dict[str, Any]]:
+    logger = get_run_logger()
+    total = len(partitions)
+    progress_id = create_progress_artifact(
+        0.0, key="build-partitions", description=f"{total} partitions of {config.name}"
+    )
+    futures = [process_partition_task.submit(p, config, build_id) for p in partitions]
+    results, failures = [], []
+    for done, future in enumerate(as_completed(futures), start=1):
+        try:
+            stats = future.result()
+            results.append(stats)
+            logger.info(
+                "partition %s: %s accepted of %s%s",
+                stats["partition"],
+                stats.get("accepted"),
+                stats.get("candidates"),
+                " (done earlier, skipped)" if stats.get("skipped") else "",
+            )
+        except Exception as exc:  # noqa: BLE001 - collected, the flow fails after all finish
+            failures.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        update_progress_artifact(progress_id, 100.0 * done / max(total, 1))
+        _report("partitions", done, total)
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {total} partitions failed (rerun to resume): {failures[0]}"
+        )
+    return results
+
+
+def _funnel_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    funnel = stats["funnel"]
+    rows = [{"stage": "candidates", "reason": "", "count": funnel["candidates"]}]
+    for stage, reasons in funnel["by_stage"].items():
+        rows += [{"stage": stage, "reason": r, "count": n} for r, n in reasons.items()]
+    rows.append({"stage": "kept", "reason": "", "count": funnel["kept"]})
+    return rows
+
+
+@flow(name="build-million-ird", log_prints=True)
+def build_million_ird(
+    config: BuildConfig, dask_address: str | None = None, dask_workers: int = 0
+) -> str:
+    """Build and publish the next version of the dataset; returns the version's URI."""
+    logger = get_run_logger()
+    plan = plan_build(config)
+    logger.info(
+        "build %s of %s: %d partitions (%d known candidates skipped), parent %s",
+        plan.area.build_id,
+        plan.dataset.uri,
+        len(plan.partitions),
+        plan.skipped_known,
+        plan.parent or "none",
+    )
+    runner = _task_runner(dask_address, dask_workers)
+    process_partitions.with_options(task_runner=runner)(plan.partitions, config, plan.area.build_id)
+    version = finish_build(config, plan, progress=_report)
+    stats = version.stats()
+    dashboard = _build_dashboard(version)
+    create_table_artifact(
+        _funnel_rows(stats), key="build-funnel", description=f"{version.uri} funnel"
+    )
+    summary = [
+        f"# {config.name} {version.version}",
+        "",
+        f"- samples: {stats['samples']:,} ({stats['new_samples']:,} new, "
+        f"{stats['reused_samples']:,} reused) in {stats['shards']} shards",
+        f"- candidates: {stats['funnel']['candidates']:,}, rejected "
+        f"{stats['funnel']['rejected']:,}",
+        f"- near-duplicate pairs: {stats['near_duplicate_pairs']:,}",
+        *[
+            f"- {metric}: median {s['median']} (p10 {s['p10']}, p90 {s['p90']})"
+            for metric, s in stats["scores"].items()
+        ],
+        f"- location: `{version.uri}`",
+    ]
+    if dashboard:
+        summary.append(f"- dashboard: `{dashboard}`")
+    create_markdown_artifact("\n".join(summary), key="build-summary")
+    logger.info("published %s", version.uri)
+    return version.uri
+
+
+def _build_dashboard(version) -> str | None:  # noqa: ANN001
+    """Regenerate the data team's dashboard; a failure there never fails the build."""
+    try:
+        from flows.dashboard import build_dashboard
+    except ImportError:
+        return None
+    try:
+        return str(build_dashboard(version.dataset))
+    except Exception as exc:  # noqa: BLE001 - the version is published; report and go on
+        get_run_logger().warning("dashboard not rebuilt: %s", exc)
+        return None
