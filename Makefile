@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export HF_HUB_OFFLINE := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: demo test lint format install clean-venv bench
+.PHONY: demo test lint format install serve serve-stop
 
 install: $(STAMP)
 
@@ -19,6 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(PY) -m pip check
 	@touch $(STAMP)
+
+# Headless Chromium (Debian's package) renders the dashboard in its test. Root can install it
+# (CI runs as root); elsewhere the test skips and says why.
+SYSTEM_STAMP := $(VENV)/.system-deps
+$(SYSTEM_STAMP): | $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium not installed (needs root); the dashboard browser test will skip"; fi; }
+	@touch $(SYSTEM_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mird demo --out demo-output
@@ -32,5 +42,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # Exit code 5 (no tests collected) is a failure here, as is any other non-zero code.
-test: lint
+test: lint $(SYSTEM_STAMP)
 	$(PY) -m pytest -q --timeout=900
+
+# A local Prefect server (127.0.0.1:4200, state in .prefect/), the work pool, every deployment
+# of prefect.yaml and a worker. Then: `PREFECT_API_URL=http://127.0.0.1:4200/api
+# .venv/bin/prefect deployment run 'build-million-ird/weekly' --param config='{...}'`.
+serve: $(STAMP)
+	$(VENV)/bin/mird server start
+
+serve-stop: $(STAMP)
+	$(VENV)/bin/mird server stop

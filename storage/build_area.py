@@ -127,3 +127,6 @@ class BuildArea:
     def remove(self) -> None:
         if self.fs.exists(self.path):
             self.fs.rm(self.path, recursive=True)
+        parent = join(self.dataset.path, "_builds")
+        if self.fs.exists(parent) and not self.fs.ls(parent, detail=False):
+            self.fs.rm(parent, recursive=True)

@@ -8,6 +8,7 @@ reader never sees a partial shard under a final name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,8 +17,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-import webdataset as wds
 
 from storage.atomic import atomic_put_file
 from storage.errors import CorruptShardError
@@ -97,13 +96,15 @@ class ShardWriter:
         self._staging = staging_dir or tempfile.mkdtemp(prefix="mird-shards-")
         os.makedirs(self._staging, exist_ok=True)
         self._fs, self._dest_path = open_fs(dest_uri)
-        self._tar: wds.TarWriter | None = None
+        self._tar: Any = None  # webdataset.TarWriter of the shard being written
         self._tmp_path: str | None = None
         self._count = 0
         self._size = 0
         self._shard_keys: list[str] = []
 
     def _open_next(self) -> None:
+        import webdataset as wds  # imported late: it pulls in torch (seconds at start-up)
+
         name = f"{self.prefix}-{self.index:06d}.tar"
         self._tmp_path = os.path.join(self._staging, f".{name}.partial")
         self._tar = wds.TarWriter(self._tmp_path, encoder=False, mtime=SHARD_MTIME)
@@ -264,8 +265,8 @@ def webdataset_pipeline(
     split_by_node: bool = True,
     split_by_worker: bool = True,
     seed: int = 0,
-    handler: Callable[[Exception], bool] = wds.reraise_exception,
-) -> wds.DataPipeline:
+    handler: Callable[[Exception], bool] | None = None,
+) -> Any:
     """A training stream over shards: shard shuffling, node/worker splits, resampling.
 
     Samples come out as webdataset dicts (``__key__``, ``jpg``/``png``..., ``json``: bytes);
@@ -273,6 +274,9 @@ def webdataset_pipeline(
     With ``resample=True`` shards are drawn with replacement forever (no node split needed:
     each node/worker draws its own sequence), the usual choice for multi-epoch training.
     """
+    import webdataset as wds
+
+    handler = handler or wds.reraise_exception  # e.g. wds.warn_and_continue to skip bad tars
     if not shard_uris:
         raise ValueError("no shards to read")
     stages: list[Any] = []
@@ -288,8 +292,8 @@ def webdataset_pipeline(
             stages.append(wds.filters.shuffle(len(shard_uris), initial=len(shard_uris), seed=seed))
     stages += [
         _fsspec_opener,
-        wds.tariterators.tar_file_expander,
-        wds.tariterators.group_by_keys,
+        functools.partial(wds.tariterators.tar_file_expander, handler=handler),
+        functools.partial(wds.tariterators.group_by_keys, handler=handler),
     ]
     if shuffle_samples > 0:
         stages.append(wds.filters.shuffle(shuffle_samples, seed=seed))

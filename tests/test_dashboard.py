@@ -1,0 +1,484 @@
+"""The data team's dashboard: content from a real published build, CLI, headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from curation.publish import publish_build
+from flows.dashboard import DashboardError, build_dashboard, collect
+from storage.build_area import BuildArea
+from storage.demo_data import encode, photo_like
+from storage.errors import VersionNotFoundError
+from storage.shards import Sample
+from storage.versions import Dataset
+
+THRESHOLDS = {"niqe": {"max": 8.0}, "brisque": {"max": 60.0}, "musiq": {"min": 41.0}}
+SIZES = [(240, 160), (64, 96), (120, 80), (80, 80), (128, 72), (150, 225)]
+
+
+def _sample(key: str, seed: int, size: tuple[int, int], quality: int = 90) -> Sample:
+    return Sample(key, encode(photo_like(*size, seed=seed), "JPEG", quality=quality), "jpg")
+
+
+def _row(sample: Sample, source: str, i: int) -> dict:
+    image = Image.open(io.BytesIO(sample.data))
+    return {
+        "source": source,
+        "url": f"http://127.0.0.1/{sample.key}.jpg",
+        "sha256": hashlib.sha256(sample.data).hexdigest(),
+        "width": image.width,
+        "height": image.height,
+        "iqa_niqe": 3.0 + 0.4 * (i % 10),
+        "iqa_brisque": 20.0 + 3.0 * (i % 12),
+        "iqa_extra": {"musiq": 42.0 + i % 7},  # a metric without its own column
+    }
+
+
+def _build(dataset: Dataset, build_id: str, start: int, n: int, parent: str | None) -> None:
+    """Two sources, partition rejects of several stages, and dropped duplicates whose bytes
+    stay in the staging area (as global dedupe leaves them)."""
+    area = BuildArea(dataset, build_id)
+    dropped: dict[str, dict] = {}
+    for p, source in enumerate(("web", "folder")):
+        items = []
+        for i in range(start + p, start + n, 2):
+            sample = _sample(f"{build_id}-{i:04d}", i, SIZES[i % len(SIZES)])
+            items.append((sample, _row(sample, source, i)))
+        keeper = items[0][0]
+        near = _sample(f"{build_id}-near{p}", start + p, SIZES[(start + p) % len(SIZES)], 60)
+        exact = Sample(f"{build_id}-copy{p}", keeper.data, "jpg")
+        for dup, reason in ((near, "near_duplicate_of"), (exact, "duplicate_of")):
+            items.append((dup, _row(dup, source, 0)))
+            dropped[dup.key] = {
+                "candidate_id": dup.key,
+                "source": source,
+                "stage": "dedupe",
+                "reason": reason,
+                "detail": keeper.key,
+            }
+        rejects = [
+            {"candidate_id": f"{build_id}-404-{p}", "source": source, "url": "http://x/a.jpg",
+             "stage": "fetch", "reason": "http_404", "detail": "404 Not Found"},
+            {"candidate_id": f"{build_id}-small-{p}", "source": source, "stage": "probe",
+             "reason": "too_small", "detail": "300x200, shorter side < 512"},
+            {"candidate_id": f"{build_id}-blur-{p}", "source": source, "stage": "filter",
+             "reason": "blurry", "detail": "blur_laplacian_var=3.1 < 40"},
+            {"candidate_id": f"{build_id}-lq-{p}", "source": source, "stage": "quality",
+             "reason": "low_quality:niqe", "detail": f"niqe={9.5 + p:.4g} > 8; brisque=71 > 60"},
+        ]  # fmt: skip
+        area.write_partition(
+            f"{source}-{p:06d}", items, rejects, {"candidates": len(items) + len(rejects)}
+        )
+    publish_build(
+        dataset,
+        area,
+        dropped=dropped,
+        parent=parent,
+        max_shard_bytes=40_000,
+        extra_stats={"quality_thresholds": THRESHOLDS, "build_id": build_id},
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Dataset:
+    root = tmp_path_factory.mktemp("dash")
+    dataset = Dataset(str(root), "ird")
+    _build(dataset, "b1", 0, 14, None)
+    _build(dataset, "b2", 100, 8, "v1")
+    return dataset
+
+
+class _Page(HTMLParser):
+    """Collects what the tests look at: element ids, images, external references, text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self.figures: list[dict] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for name in ("src", "href"):
+            value = attrs.get(name) or ""
+            if value and not value.startswith(("data:", "#")):
+                self.external.append(value)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "figure":
+            self.figures.append(attrs)
+        if tag in ("link", "iframe", "object", "embed"):
+            self.external.append(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(path: str) -> tuple[str, _Page]:
+    text = Path(path).read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    return text, page
+
+
+def test_page_shows_funnel_sources_scores_and_history(dataset):
+    path = build_dashboard(dataset)
+    assert path == f"{dataset.uri}/dashboard/index.html"
+    text, page = _parse(path)
+    assert page.external == []  # everything inlined: viewable offline
+    assert "<script src" not in text and "@import" not in text
+    for section in ("funnel", "sources", "resolution", "quality", "duplicates", "kept",
+                    "rejected", "history"):  # fmt: skip
+        assert section in page.ids
+    assert "problems" not in page.ids
+
+    version = dataset.version()
+    rejects = version.rejects()
+    data = collect(dataset)
+    # funnel: counted from the Parquet rejects, consistent with the build's stats.json
+    assert data.rejected == rejects.num_rows == 12
+    assert data.candidates == version.stats()["funnel"]["candidates"] == 12 + 8
+    assert data.new_kept == 8 and data.reused == 14 and data.samples == 22
+    assert [s for s, _ in data.funnel_stages] == ["fetch", "probe", "filter", "quality", "dedupe"]
+    assert ("dedupe", "near_duplicate_of", 2) in data.reasons
+    # per source: kept from the manifest, rejected from the rejects table
+    by_source = {s["source"]: s for s in data.sources}
+    manifest = version.manifest()
+    for source in ("web", "folder"):
+        kept = pc.sum(pc.equal(manifest.column("source"), source)).as_py()
+        assert by_source[source]["kept"] == kept and by_source[source]["rejected"] == 6
+    # IQA: thresholds from stats.json drawn, rejected scores parsed from the rejects' detail
+    niqe = next(m for m in data.metrics if m.name == "niqe")
+    assert niqe.thresholds == [("max", 8.0)] and niqe.count == 22 and niqe.rejected == 2
+    assert sum(niqe.hist.counts["kept"]) == 22 and sum(niqe.hist.counts["rejected"]) == 2
+    assert niqe.hist.edges[0] <= 3.0 and niqe.hist.edges[-1] >= 10.5
+    musiq = next(m for m in data.metrics if m.name == "musiq")
+    assert musiq.thresholds == [("min", 41.0)] and musiq.count == 22
+    musiq_values = [dict(extra)["musiq"] for extra in manifest["iqa_extra"].to_pylist()]
+    assert musiq.hist.edges[0] <= 41.0 and musiq.median == np.median(musiq_values)
+    assert text.count('class="thr"') == 3  # niqe, brisque, musiq thresholds
+    assert "max 8" in text and "max 60" in text and "min 41" in text
+    # resolution: every kept sample in the histogram; aspect range spans portrait..landscape
+    assert sum(data.resolution["megapixels"].counts["kept"]) == 22
+    aspect = data.resolution["aspect (width / height)"]
+    assert aspect.edges[0] <= 2 / 3 and aspect.edges[-1] >= 128 / 72
+    # history: both versions, kept ratio per build
+    assert [h.version for h in data.history] == ["v1", "v2"]
+    assert data.history[0].kept_ratio == pytest.approx(14 / 26)
+    assert data.history[1].samples == 22 and data.history[1].new_samples == 8
+
+
+def test_thumbnails_duplicates_and_rejected_examples(dataset):
+    data = collect(dataset, seed=3, kept_examples=10, rejected_examples=40)
+    # kept: seeded sample of the version's keys, each a small JPEG decoded from the shards
+    keys = set(dataset.version().manifest().column("key").to_pylist())
+    assert len(data.kept_examples) == 10 and {t.key for t in data.kept_examples} <= keys
+    manifest = dataset.version().manifest()
+    shard_of = dict(zip(manifest["key"].to_pylist(), manifest["shard"].to_pylist(), strict=True))
+    assert len({shard_of[t.key] for t in data.kept_examples}) <= 4  # few shards touched
+    for thumb in data.kept_examples:
+        head, payload = thumb.image.split(",", 1)
+        assert head == "data:image/jpeg;base64"
+        image = Image.open(io.BytesIO(base64.b64decode(payload)))
+        width, height = map(int, thumb.caption[1].split(" ")[0].split("x"))
+        assert image.format == "JPEG" and max(image.size) == min(160, max(width, height))
+    again = collect(dataset, seed=3, kept_examples=10)
+    other = collect(dataset, seed=4, kept_examples=10)
+    assert [t.key for t in again.kept_examples] == [t.key for t in data.kept_examples]
+    assert [t.key for t in other.kept_examples] != [t.key for t in data.kept_examples]
+    # duplicates: clusters keyed by the kept sample, dropped thumbnails from the staging area
+    assert data.duplicates == {"exact": 2, "near": 2, "clusters": 2}
+    assert {c.kept.key for c in data.clusters} == {"b2-0100", "b2-0101"}
+    for cluster in data.clusters:
+        assert cluster.kept.image and cluster.size == 2
+        assert {t.key.split("-")[1][:4] for t in cluster.dropped} == {"near", "copy"}
+        assert all(t.image for t in cluster.dropped)
+    # rejected: every reason shown; images exactly where the bytes survive (dedupe drops)
+    assert {t.reason for t in data.rejected_examples} == {
+        "fetch/http_404", "probe/too_small", "filter/blurry", "quality/low_quality:niqe",
+        "dedupe/near_duplicate_of", "dedupe/duplicate_of",
+    }  # fmt: skip
+    for thumb in data.rejected_examples:
+        assert bool(thumb.image) == thumb.reason.startswith("dedupe/"), thumb
+    assert data.staging_used == [f"{dataset.uri}/_builds/b2"]
+    assert data.problems == []
+
+
+def test_page_is_deterministic(dataset, tmp_path):
+    first = build_dashboard(dataset, str(tmp_path / "a"), seed=1)
+    second = build_dashboard(f"{dataset.uri}/v2", str(tmp_path / "b"), seed=1)
+    assert Path(first).read_bytes() == Path(second).read_bytes()
+    older = build_dashboard(f"{dataset.uri}/v1", str(tmp_path / "c"))
+    assert "version v1" in Path(older).read_text() and "version v2" not in Path(older).read_text()
+
+
+def test_without_staging_area_rejects_show_reasons_only(dataset, tmp_path):
+    copy = tmp_path / "ird"
+    shutil.copytree(dataset.path, copy)
+    shutil.rmtree(copy / "_builds")
+    path = build_dashboard(str(copy), seed=0)
+    text, page = _parse(path)
+    rejected = [f for f in page.figures if "data-reason" in f]
+    assert len(rejected) == 12  # all of them (24 asked), none with an image
+    assert "no build staging area is left" in text
+    data = collect(Dataset(str(tmp_path), "ird"))
+    assert all(t.image is None for t in data.rejected_examples)
+    assert all(c.kept.image and not any(t.image for t in c.dropped) for c in data.clusters)
+
+
+def test_bad_inputs_give_one_line_errors(dataset, tmp_path):
+    with pytest.raises(VersionNotFoundError, match="no such dataset"):
+        build_dashboard(str(tmp_path / "nothing"))
+    with pytest.raises(VersionNotFoundError, match="v9"):
+        build_dashboard(f"{dataset.uri}/v9")
+    empty = tmp_path / "empty"
+    (empty / "ird").mkdir(parents=True)
+    with pytest.raises(VersionNotFoundError, match="no published version"):
+        build_dashboard(str(empty / "ird"))
+    with pytest.raises(DashboardError, match="kept_examples must be >= 0"):
+        build_dashboard(dataset, str(tmp_path / "x"), kept_examples=-1)
+    bad = Dataset(str(tmp_path), "bad")
+    with bad.begin_version() as writer:
+        sample = _sample("k1", 1, (64, 48))
+        writer.write_sample(sample, _row(sample, "web", 1))
+        writer.publish(stats={"quality_thresholds": {"niqe": "high"}})
+    with pytest.raises(DashboardError, match=r"bad/v1/stats\.json: quality_thresholds"):
+        build_dashboard(bad)
+
+
+def test_cli_writes_and_prints_the_page(dataset, tmp_path):
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["dashboard", dataset.uri, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    printed = result.output.strip().splitlines()[-1]
+    assert printed == str(tmp_path / "o" / "index.html") and Path(printed).stat().st_size > 0
+    missing = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "dashboard", str(tmp_path / "none" / "ird")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"mird: error: {tmp_path / 'none' / 'ird'}: no such dataset"
+
+
+# ------------------------------------------------------------------------- headless Chromium
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client over one browser websocket (flat sessions)."""
+
+    def __init__(self, url: str) -> None:
+        from websockets.sync.client import connect
+
+        self.ws = connect(url, max_size=None, open_timeout=20)
+        self.next_id = 0
+        self.events: list[dict] = []
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.ws.send(json.dumps(message))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=30))
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event.get("method") == method:
+                    return event
+            self.events.append(json.loads(self.ws.recv(timeout=deadline - time.monotonic())))
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+def test_renders_in_headless_chromium_without_console_errors(dataset, tmp_path):
+    path = Path(build_dashboard(dataset, str(tmp_path / "site")))
+    browser = subprocess.Popen(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--remote-debugging-port=0",
+            "--window-size=1280,900",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = browser.stderr.readline()
+            if not line and browser.poll() is not None:
+                break
+            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            url = match.group(1) if match else None
+        assert url, "chromium did not start its DevTools endpoint"
+        tools = _DevTools(url)
+        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
+        session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            tools.call(f"{domain}.enable", session)
+        tools.call("Page.navigate", session, url=path.as_uri())
+        tools.wait_event("Page.loadEventFired")
+        checks = tools.call(
+            "Runtime.evaluate",
+            session,
+            returnByValue=True,
+            expression="""({
+                ready: document.documentElement.getAttribute('data-ready'),
+                images: document.images.length,
+                broken: Array.from(document.images).filter(i => !i.complete
+                                                           || i.naturalWidth === 0).length,
+                svgs: document.querySelectorAll('svg').length,
+                height: document.documentElement.scrollHeight
+            })""",
+        )["result"]["value"]
+        tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            session,
+            width=1280,
+            height=min(checks["height"], 8000),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        shot = tools.call("Page.captureScreenshot", session, format="png")["data"]
+        (tmp_path / "dashboard.png").write_bytes(base64.b64decode(shot))
+        # The reason filter and a sortable column work (no exception in the page's script).
+        filtered = tools.call(
+            "Runtime.evaluate",
+            session,
+            returnByValue=True,
+            expression="""(() => {
+                const s = document.getElementById('reject-filter');
+                s.value = 'dedupe/duplicate_of'; s.dispatchEvent(new Event('change'));
+                document.querySelector('table.sortable th').click();
+                return Array.from(document.querySelectorAll('#rejected-grid figure'))
+                            .filter(f => !f.hidden).length;
+            })()""",
+        )["result"]["value"]
+        errors = [
+            e["params"]
+            for e in tools.events
+            if e.get("method") == "Runtime.exceptionThrown"
+            or (
+                e.get("method") == "Runtime.consoleAPICalled"
+                and e["params"]["type"] in ("error", "assert", "warning")
+            )
+            or (
+                e.get("method") == "Log.entryAdded"
+                and e["params"]["entry"]["level"] in ("error", "warning")
+            )
+        ]
+        tools.ws.close()
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+            browser.wait()
+    assert errors == []
+    assert checks["ready"] == "1" and checks["broken"] == 0
+    data = collect(dataset)
+    thumbs = [*data.kept_examples, *data.rejected_examples]
+    thumbs += [t for c in data.clusters for t in (c.kept, *c.dropped)]
+    assert checks["images"] == sum(1 for t in thumbs if t.image) > 20
+    assert checks["svgs"] >= 8
+    assert filtered == 2
+    screenshot = Image.open(tmp_path / "dashboard.png")
+    assert screenshot.width == 1280 and screenshot.height > 900
+    pixels = np.asarray(screenshot.convert("RGB").resize((64, 64))).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 100  # not a blank page
+
+
+def test_object_store_dataset_through_fsspec(dataset):
+    """A dataset on a non-local fsspec filesystem: DuckDB reads it through the same fs."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.put(dataset.path, "/dashtest/ird", recursive=True)
+    try:
+        remote = Dataset("memory://dashtest", "ird")
+        path = build_dashboard(remote)
+        assert path == "memory://dashtest/ird/dashboard/index.html"
+        page = memory.cat_file("/dashtest/ird/dashboard/index.html").decode()
+        assert 'id="history"' in page and "data:image/jpeg;base64," in page
+        local, there = collect(dataset, seed=5), collect(remote, seed=5)
+        assert there.reasons == local.reasons and there.sources == local.sources
+        assert [t.image for t in there.kept_examples] == [t.image for t in local.kept_examples]
+        assert [t.image is not None for t in there.rejected_examples] == [
+            t.image is not None for t in local.rejected_examples
+        ]
+        assert there.problems == []
+    finally:
+        memory.rm("/dashtest", recursive=True)
+
+
+def test_unreadable_shard_is_reported_on_the_page(dataset, tmp_path):
+    copy = tmp_path / "ird"
+    shutil.copytree(dataset.path, copy)
+    shard = sorted((copy / "v2" / "shards").iterdir())[0]
+    shard.write_bytes(shard.read_bytes()[:700])  # truncated mid-member
+    text, page = _parse(build_dashboard(str(copy), kept_examples=40))
+    assert "problems" in page.ids
+    assert text.count(f"{shard}: ") == 1  # the message names the shard, once
+    data = collect(Dataset(str(tmp_path), "ird"), kept_examples=40)
+    broken = [t for t in data.kept_examples if t.image is None]
+    assert broken and all(t.missing == "unreadable" for t in broken)
+    assert len(data.kept_examples) > len(broken)  # the other shards still show
+
+
+def test_minimal_version_without_funnel_or_scores(tmp_path):
+    from tests.storage_helpers import make_samples, publish
+
+    dataset = Dataset(str(tmp_path), "plain")
+    publish(dataset, make_samples(5))
+    data = collect(dataset)
+    assert (data.candidates, data.new_kept, data.rejected, data.samples) == (5, 5, 0, 5)
+    assert data.metrics == [] and data.clusters == [] and data.rejected_examples == []
+    assert data.history[0].medians == {m: None for m in ("niqe", "brisque", "piqe", "nima")}
+    text, page = _parse(build_dashboard(dataset))
+    assert "No IQA scores in this version." in text and "No duplicates were dropped." in text
+    assert len(page.images) == 5 and "problems" not in page.ids
