@@ -1,0 +1,136 @@
+"""Real Prefect: a local server + worker runs a deployment; a killed build resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from curation.demo_source import write_demo_source
+from flows import server
+from storage.verify import verify_version
+from storage.versions import Dataset
+from tests.http_server import serve_directory
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _config(root: Path, url_list: Path, partition_size: int = 4) -> dict:
+    return {
+        "root": str(root),
+        "name": "ird",
+        "curation": {
+            "sources": [{"uri": str(url_list)}],
+            "probe": {"min_side": 256},
+            "partition_size": partition_size,
+            "fetch": {"allow_hosts": ["127.0.0.1"], "retries": 0},
+        },
+        "quality": {"max_side": 512},
+    }
+
+
+@pytest.fixture(scope="module")
+def http_source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("http")
+    expected = write_demo_source(folder / "img")
+    with serve_directory(folder) as base:
+        url_list = folder / "urls.txt"
+        url_list.write_text("".join(f"{base}/img/{n}\n" for n in sorted(expected)))
+        yield url_list, expected
+
+
+@pytest.mark.integration
+def test_deployment_run_on_a_local_server(tmp_path, http_source, monkeypatch):
+    url_list, expected = http_source
+    port = _free_port()
+    monkeypatch.setenv("MIRD_PREFECT_HOME", str(tmp_path / "prefect"))
+    env = server.server_env(REPO, port)
+    try:
+        server.start(REPO, port, log=lambda _msg: None)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "deployment",
+                "run",
+                "build-million-ird/weekly",
+                "--param",
+                "config=" + json.dumps(_config(tmp_path / "out", url_list)),
+                "--watch",
+                "--watch-timeout",
+                "600",
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=660,
+        )
+    finally:
+        server.stop(REPO, log=lambda _msg: None)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Completed" in run.stdout
+    version = Dataset(str(tmp_path / "out"), "ird").version()
+    assert version.manifest().num_rows == list(expected.values()).count("keep")
+    assert verify_version(version).ok
+
+
+def _mird_build(root: Path, url_list: Path, *extra: str) -> subprocess.Popen:
+    config = root.parent / f"{root.name}.json"
+    config.write_text(json.dumps(_config(root, url_list, partition_size=2)))
+    env = {**os.environ, "PREFECT_HOME": str(root.parent / "prefect-home")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "build", "--config", str(config), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_killed_build_reruns_to_the_same_version(tmp_path, http_source):
+    url_list, _ = http_source
+    # Uninterrupted reference build.
+    reference = _mird_build(tmp_path / "ref", url_list)
+    out, err = reference.communicate(timeout=900)
+    assert reference.returncode == 0, err[-2000:]
+
+    # Killed with SIGKILL once two partitions are done, then rerun.
+    victim = _mird_build(tmp_path / "killed", url_list)
+    builds = tmp_path / "killed" / "ird" / "_builds"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and len(list(builds.glob("*/partitions/*/_stats.json"))) < 2:
+        assert victim.poll() is None, victim.stderr.read()[-2000:]
+        time.sleep(0.2)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "ird" / "versions.json").exists()
+    rerun = _mird_build(tmp_path / "killed", url_list)
+    out, err = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, err[-2000:]
+
+    for rel in (
+        "manifest/part-00000.parquet",
+        "shards/shard-000000.tar",
+        "rejects/part-00000.parquet",
+    ):
+        assert (tmp_path / "ref/ird/v1" / rel).read_bytes() == (
+            tmp_path / "killed/ird/v1" / rel
+        ).read_bytes(), rel
