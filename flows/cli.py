@@ -17,9 +17,12 @@ COMMAND_MODULES: list[str] = [
     "flows.cmd_verify",
     "flows.cmd_demo",
     "flows.cmd_build",
+    "flows.cmd_server",
+    "flows.cmd_patches",
     "flows.cmd_evaluate",
     "flows.cmd_weights",
     "flows.cmd_restore",
+    "flows.cmd_train",
     "flows.cmd_dashboard",
 ]
 

@@ -62,3 +62,41 @@ def test_extract_patches_publishes_a_version(tmp_path):
     )
     assert patches.stats()["parent_version"] == "v1"
     assert verify_version(patches).ok
+
+
+def test_cli_patches(tmp_path):
+    import subprocess
+    import sys
+
+    source_ds = Dataset(str(tmp_path), "ird")
+    with source_ds.begin_version() as writer:
+        sample = Sample("img-0", encode(photo_like(130, 130, seed=5), "PNG"), "png", {})
+        writer.write_sample(sample, row_for(sample))
+        writer.publish()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "patches",
+            str(tmp_path / "ird"),
+            "--size",
+            "64",
+            "--format",
+            "jpg",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "4 patches from 1 images" in run.stdout
+    manifest = Dataset(str(tmp_path), "ird-patches").version().manifest()
+    assert set(manifest.column("format").to_pylist()) == {"jpg"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "patches", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "no such dataset" in bad.stderr

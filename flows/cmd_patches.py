@@ -1,0 +1,46 @@
+"""`mird patches ROOT/NAME[/vN]`: cut the patches product from a published version."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("patches")
+    def patches(
+        source: str = typer.Argument(..., help="ROOT/NAME (latest version) or ROOT/NAME/vN"),
+        size: int = typer.Option(512, help="Patch side in pixels."),
+        stride: int = typer.Option(512, help="Grid step (< size overlaps)."),
+        max_per_image: int = typer.Option(8, help="At most this many patches per image."),
+        fmt: str = typer.Option("png", "--format", help="png (lossless), jpg or webp."),
+        name: str = typer.Option(None, help="Target dataset name [default: NAME-patches]."),
+    ) -> None:
+        """Publish a new version of NAME-patches: fixed-size crops with parent key and box."""
+        from rich.progress import Progress
+
+        from curation.patches import PatchConfig, extract_patches
+        from storage.verify import resolve_target
+
+        if fmt not in ("png", "jpg", "webp"):
+            raise ValueError(f"--format must be png, jpg or webp, not {fmt!r}")
+        image_format: Literal["png", "jpg", "webp"] = fmt  # type: ignore[assignment]
+        dataset, versions = resolve_target(source)
+        version = dataset.version(versions[-1])
+        config = PatchConfig(
+            size=size, stride=stride, max_per_image=max_per_image, format=image_format
+        )
+        from storage.versions import Dataset
+
+        target = Dataset(dataset.root, name or f"{dataset.name}-patches")
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"patches from {version.version}", total=None)
+            published = extract_patches(
+                version,
+                target,
+                config,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        stats = published.stats()
+        typer.echo(f"{published.uri}: {stats['samples']} patches from {stats['images']} images")
