@@ -226,7 +226,7 @@ def find_duplicates(
     staged = area.manifest()
     previous = None
     if parent is not None:
-        previous = dataset.version(parent).manifest().select(["key", "phash", "sha256"])
+        previous = dataset.version(parent).manifest().select(["key", "phash", "sha256", "phash256"])
         previous = previous.filter(pa.compute.is_valid(previous.column("phash")))
     metric = config.dedupe.keeper_metric
     quality = None
@@ -243,6 +243,8 @@ def find_duplicates(
         height=staged.column("height"),
         previous=previous,
         d=config.dedupe.distance,
+        # A 64-bit match is confirmed by the 256-bit phash: no chance collisions at millions.
+        verify=staged.column("phash256"),
     )
     lookup = {row["key"]: row for row in staged.select(["key", "url", "source"]).to_pylist()}
     dropped = {}

@@ -1,0 +1,197 @@
+"""Benchmark the exact near-duplicate search on synthetic 64-bit hashes; prints one JSON object.
+
+    .venv/bin/python bench/dedupe.py --n 2000000 --d 4
+    .venv/bin/python bench/dedupe.py --n 10000000 --d 4 --dask-local 2
+    .venv/bin/python bench/dedupe.py --n 2000000 --d 4 --stage   # the whole dedupe stage
+
+A fraction of the hashes are planted copies of others at Hamming distances 0..d+2 (so some
+are just outside the radius). ``seconds`` (wall clock) times the search only (collapse of
+identical hashes, all tables, expansion to item pairs), not the data generation or the recall
+check; ``cpu_seconds`` is the CPU time of that search in this process plus, with
+``--dask-local``, in the workers, which is steadier than wall time on a shared machine.
+``recall`` compares, for a sample of query hashes (half of them planted), the pairs found with
+a brute-force scan of the query against all n hashes; ``precision`` checks that every reported
+pair is within d. ``peak_rss_mb`` is this process's peak resident set (ru_maxrss), which
+includes the generated data; with ``--dask-local`` the workers' peaks are listed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from curation.dedupe import dedupe, near_duplicate_pairs, plan_blocks  # noqa: E402
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_hashes(
+    n: int, d: int, planted_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random hashes with ``planted_fraction`` of them planted copies; also some planted indices."""
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
+    k = int(n * planted_fraction) // 2
+    chosen = rng.choice(n, 2 * k, replace=False)
+    sources, targets = chosen[:k], chosen[k:]
+    distance = rng.integers(0, d + 3, k)
+    masks = np.empty(k, dtype=np.uint64)
+    for start in range(0, k, 1 << 18):  # bounded memory for the (k, 64) bit matrix
+        stop = min(start + (1 << 18), k)
+        flips = rng.random((stop - start, 64)).argsort(axis=1) < distance[start:stop, None]
+        masks[start:stop] = np.packbits(flips, axis=1).view(">u8").ravel()
+    hashes[targets] = hashes[sources] ^ masks
+    return hashes, np.concatenate([sources[: 1 << 16], targets[: 1 << 16]])
+
+
+def recall_on_sample(
+    hashes: np.ndarray, pairs: np.ndarray, d: int, queries: np.ndarray
+) -> tuple[float, int]:
+    """Share of the true neighbours of ``queries`` (brute force) that ``pairs`` contains."""
+    found = set()
+    query_set = np.zeros(len(hashes), dtype=bool)
+    query_set[queries] = True
+    for i, j in pairs[query_set[pairs[:, 0]] | query_set[pairs[:, 1]]].tolist():
+        found.add((i, j))
+    truth = 0
+    hit = 0
+    for q in queries.tolist():
+        neighbours = np.flatnonzero(np.bitwise_count(hashes ^ hashes[q]) <= d)
+        for j in neighbours.tolist():
+            if j == q:
+                continue
+            truth += 1
+            hit += (min(q, j), max(q, j)) in found
+    return (hit / truth if truth else 1.0), truth
+
+
+def run_stage(
+    hashes: np.ndarray, args: argparse.Namespace, queries: np.ndarray, result: dict
+) -> None:
+    """Time :func:`dedupe` on Arrow columns; recall: true pairs of which at most one is kept."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(args.seed + 2)
+    n = len(hashes)
+    keys = pa.array(np.char.add("img/", np.arange(n).astype(str)))
+    sha = np.char.add("sha-", np.arange(n).astype(str))
+    copies = rng.choice(n, 2 * (n // 2000), replace=False).reshape(2, -1)  # 0.1 % byte copies
+    sha[copies[1]] = sha[copies[0]]
+    hashes = hashes.copy()
+    hashes[copies[1]] = hashes[copies[0]]
+    quality = rng.random(n)
+    width, height = rng.integers(500, 6000, n), rng.integers(500, 6000, n)
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    out = dedupe(
+        keys, pa.array(sha), hashes, quality=quality, width=width, height=height, d=args.d, m=args.m
+    )
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    result["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
+    result["peak_rss_mb"] = round(_peak_rss_mb())
+    result["pairs"] = out.pairs
+    result["rejects"] = out.rejects.num_rows
+    truth = resolved = 0
+    for q in queries.tolist():
+        for j in np.flatnonzero(np.bitwise_count(hashes ^ hashes[q]) <= args.d).tolist():
+            if j != q:
+                truth += 1
+                resolved += not (out.keep[q] and out.keep[j])
+    result["recall"] = resolved / truth if truth else 1.0
+    result["recall_true_pairs"] = truth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2_000_000)
+    parser.add_argument("--d", type=int, default=4)
+    parser.add_argument("--m", type=int, default=None, help="blocks (default: cost model)")
+    parser.add_argument("--planted-fraction", type=float, default=0.1)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dask-local", type=int, default=0, help="LocalCluster worker count")
+    parser.add_argument("--parts-per-table", type=int, default=1)
+    parser.add_argument(
+        "--stage",
+        action="store_true",
+        help="time the whole dedupe stage (keys, sha256, quality, keeper policy, rejects)",
+    )
+    args = parser.parse_args()
+    if args.stage and args.dask_local:
+        parser.error("--stage runs single-process; drop --dask-local")
+
+    hashes, planted = synthetic_hashes(args.n, args.d, args.planted_fraction, args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    half = args.queries // 2
+    queries = np.unique(
+        np.concatenate(
+            [rng.choice(planted, half, replace=False), rng.choice(args.n, half, replace=False)]
+        )
+    )
+    plan = plan_blocks(args.n, args.d, args.m)
+    result: dict[str, object] = {"n": args.n, "d": args.d, "m": plan.m, "tables": len(plan.tables)}
+
+    if args.dask_local:
+        from distributed import Client, LocalCluster
+
+        from curation.dedupe_dask import near_duplicate_pairs_dask
+
+        start = time.perf_counter()
+        with (
+            LocalCluster(
+                n_workers=args.dask_local,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            result["cluster_start_seconds"] = round(time.perf_counter() - start, 2)
+            cpu_before = client.run(time.process_time)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            pairs = near_duplicate_pairs_dask(
+                hashes, client, args.d, m=args.m, parts_per_table=args.parts_per_table
+            )
+            seconds = time.perf_counter() - start
+            driver_cpu = time.process_time() - cpu_start
+            cpu_after = client.run(time.process_time)
+            worker_rss = client.run(_peak_rss_mb)
+        worker_cpu = sum(cpu_after[w] - cpu_before[w] for w in cpu_after)
+        result["cpu_seconds"] = round(driver_cpu + worker_cpu, 2)
+        result["driver_cpu_seconds"] = round(driver_cpu, 2)
+        result["dask_workers"] = args.dask_local
+        result["worker_peak_rss_mb"] = sorted(round(v) for v in worker_rss.values())
+    elif args.stage:
+        run_stage(hashes, args, queries, result)
+        print(json.dumps(result))
+        return
+    else:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        pairs = near_duplicate_pairs(hashes, args.d, m=args.m)
+        seconds = time.perf_counter() - start
+        result["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
+
+    result["seconds"] = round(seconds, 2)
+    result["peak_rss_mb"] = round(_peak_rss_mb())
+    result["pairs"] = len(pairs)
+    distances = np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]])
+    result["precision"] = float(np.mean(distances <= args.d)) if len(pairs) else 1.0
+    recall, truth = recall_on_sample(hashes, pairs, args.d, queries)
+    result["recall"] = recall
+    result["recall_queries"] = len(queries)
+    result["recall_true_pairs"] = truth
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

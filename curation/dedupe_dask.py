@@ -1,0 +1,67 @@
+"""Near-duplicate search partitioned over a Dask cluster, for 10 M+ hashes.
+
+The work is split by hash block: one task per (table, key range), where a table is one choice
+of ``m - d`` blocks (see :mod:`curation.dedupe`) and a key range is a slice of that table's
+block values (their top bits). Each pair is owned by exactly one table and lands in exactly
+one key range of it (equal keys share their top bits), so the tasks' outputs are disjoint and
+their union is exactly the single-process result; no shuffle or global de-duplication is
+needed. The distinct hashes are broadcast to the workers once (8 bytes a hash).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from distributed import Client, as_completed
+
+from curation.dedupe import (
+    DEFAULT_CHUNK_PAIRS,
+    DEFAULT_DISTANCE,
+    BlockPlan,
+    as_hashes,
+    collapse_identical,
+    expand_pairs,
+    plan_blocks,
+    table_pairs,
+)
+
+
+def _task(
+    distinct: np.ndarray, plan: BlockPlan, table: int, part: int, parts: int, chunk_pairs: int
+) -> np.ndarray:
+    return table_pairs(distinct, plan, table, key_range=(part, parts), chunk_pairs=chunk_pairs)
+
+
+def near_duplicate_pairs_dask(
+    hashes: Any,
+    client: Client,
+    d: int = DEFAULT_DISTANCE,
+    *,
+    m: int | None = None,
+    parts_per_table: int = 1,
+    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
+) -> np.ndarray:
+    """Same pairs as :func:`curation.dedupe.near_duplicate_pairs`, computed on ``client``.
+
+    ``parts_per_table`` (a power of two) splits every table into that many key ranges, which
+    bounds a task's memory to about ``1 / parts_per_table`` of the sort buffers.
+    """
+    if parts_per_table < 1 or parts_per_table & (parts_per_table - 1):
+        raise ValueError(f"parts_per_table must be a power of two, got {parts_per_table}")
+    groups = collapse_identical(as_hashes(hashes))
+    plan = plan_blocks(len(groups.distinct), d, m)
+    if d == 0 or len(groups.distinct) < 2:
+        return expand_pairs(np.empty((0, 2), dtype=np.int64), groups, chunk_pairs)
+    [shared] = client.scatter([groups.distinct], broadcast=True)
+    futures = [
+        client.submit(_task, shared, plan, table, part, parts_per_table, chunk_pairs, pure=False)
+        for table in range(len(plan.tables))
+        for part in range(parts_per_table)
+    ]
+    found = []
+    for future in as_completed(futures):
+        found.append(future.result())
+        future.release()
+    value_pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+    return expand_pairs(value_pairs, groups, chunk_pairs)
