@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -135,9 +136,18 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     return BuildPlan(dataset, area, parent, partitions, skipped)
 
 
-@functools.lru_cache(maxsize=4)
+_SCORER_LOCK = threading.Lock()
+
+
 def _scorer(quality_json: str) -> QualityScorer:
-    """One scorer per process and configuration: building pyiqa metrics costs seconds."""
+    """One scorer per process and configuration: building pyiqa metrics costs seconds, and
+    must happen on one thread at a time (it patches pyiqa's download hooks while building)."""
+    with _SCORER_LOCK:
+        return _cached_scorer(quality_json)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_scorer(quality_json: str) -> QualityScorer:
     return QualityScorer(QualityConfig.model_validate_json(quality_json))
 
 
