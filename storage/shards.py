@@ -1,15 +1,21 @@
 """WebDataset shards: writing through a local staging directory, reading for training.
 
 A shard is a plain tar: for each sample ``<key>.<ext>`` (the original image bytes, unchanged)
-then ``<key>.json`` (its metadata). Shards are written with ``webdataset.TarWriter`` under a
-temporary name in a staging directory and moved to their final URI only once complete, so a
+then ``<key>.json`` (its metadata), named and ordered as ``webdataset.TarWriter`` does (sorted
+suffixes), in plain USTAR. Shards are written under a temporary name in a staging directory,
+hashed while they are written, fsynced, and moved to their final URI only once complete, so a
 reader never sees a partial shard under a final name.
+
+Why not ``webdataset.ShardWriter`` itself: on an exception its ``close()`` still finishes the
+open shard and hands it to ``post``, so a partial shard would be published; and the shard's
+sha256 would need a second read of every file. ``bench/shards.py`` compares the two.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import tarfile
@@ -57,6 +63,63 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+class _HashingFile:
+    """A write-only file that hashes and counts what passes through it (no second read)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self, durable: bool = True) -> None:
+        self._file.flush()
+        if durable:
+            os.fsync(self._file.fileno())
+        self._file.close()
+
+
+class _TarShard:
+    """One shard being written: tar members laid out as webdataset's TarWriter does."""
+
+    COPY_BUFFER = 1 << 20
+
+    def __init__(self, path: str) -> None:
+        self.file = _HashingFile(path)
+        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
+        self.tar.copybufsize = self.COPY_BUFFER
+
+    def add(self, key: str, members: dict[str, bytes]) -> int:
+        total = 0
+        for suffix in sorted(members):
+            data = members[suffix]
+            info = tarfile.TarInfo(f"{key}.{suffix}")
+            info.size, info.mtime, info.mode = len(data), int(SHARD_MTIME), 0o444
+            info.uname = info.gname = "bigdata"
+            self.tar.addfile(info, io.BytesIO(data))
+            total += len(data)
+        return total
+
+    def close(self) -> tuple[int, str]:
+        """Finish the tar, fsync it; returns (size, sha256 hex)."""
+        self.tar.close()
+        self.file.close()
+        return self.file.size, self.file.digest.hexdigest()
+
+    def discard(self) -> None:
+        try:
+            self.file.close(durable=False)
+        except OSError:
+            pass
+
+
 def encode_meta(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, sort_keys=True, separators=(",", ":"), default=str).encode()
 
@@ -96,18 +159,16 @@ class ShardWriter:
         self._staging = staging_dir or tempfile.mkdtemp(prefix="mird-shards-")
         os.makedirs(self._staging, exist_ok=True)
         self._fs, self._dest_path = open_fs(dest_uri)
-        self._tar: Any = None  # webdataset.TarWriter of the shard being written
+        self._tar: _TarShard | None = None  # the shard being written
         self._tmp_path: str | None = None
         self._count = 0
         self._size = 0
         self._shard_keys: list[str] = []
 
     def _open_next(self) -> None:
-        import webdataset as wds  # imported late: it pulls in torch (seconds at start-up)
-
         name = f"{self.prefix}-{self.index:06d}.tar"
         self._tmp_path = os.path.join(self._staging, f".{name}.partial")
-        self._tar = wds.TarWriter(self._tmp_path, encoder=False, mtime=SHARD_MTIME)
+        self._tar = _TarShard(self._tmp_path)
         self._count = 0
         self._size = 0
         self._shard_keys = []
@@ -124,9 +185,7 @@ class ShardWriter:
         if self._tar is None:
             self._open_next()
         assert self._tar is not None
-        size = self._tar.write(
-            {"__key__": sample.key, ext: sample.data, "json": encode_meta(sample.meta)}
-        )
+        size = self._tar.add(sample.key, {ext: sample.data, "json": encode_meta(sample.meta)})
         self._count += 1
         self._size += size
         self._shard_keys.append(sample.key)
@@ -143,12 +202,10 @@ class ShardWriter:
     def _finish_current(self) -> None:
         if self._tar is None:
             return
-        self._tar.close()
+        size, digest = self._tar.close()
         self._tar = None
         assert self._tmp_path is not None
         name = f"{self.prefix}-{self.index:06d}.tar"
-        size = os.path.getsize(self._tmp_path)
-        digest = sha256_file(self._tmp_path)
         final_uri = join(self.dest_uri, name)
         atomic_put_file(self._tmp_path, join(self._dest_path, name), self._fs)
         shard = WrittenShard(name, final_uri, self._count, size, digest, tuple(self._shard_keys))
@@ -167,10 +224,7 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the shard being written; shards already moved stay where they are."""
         if self._tar is not None:
-            try:
-                self._tar.close()
-            except Exception:  # noqa: BLE001 - the shard is being thrown away anyway
-                pass
+            self._tar.discard()
             self._tar = None
         if self._tmp_path and os.path.exists(self._tmp_path):
             os.unlink(self._tmp_path)
