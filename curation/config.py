@@ -1,0 +1,190 @@
+"""Configuration of sources, fetching, probing and content filters: one pydantic model each.
+
+Every default says why it is what it is; the CLI, the flow parameters and the Prefect UI form
+all read these models, so this file is the one place a threshold is set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SourceFormat = Literal["auto", "txt", "csv", "tsv", "jsonl", "parquet", "files"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in a config key is an error
+
+
+class SourceConfig(_Model):
+    """One input: a URL list (img2dataset's input formats) or a folder / object-store prefix."""
+
+    uri: str = Field(description="URL list file, folder, glob or object-store prefix")
+    name: str | None = Field(
+        None, description="source name in provenance and partition ids; default: file stem"
+    )
+    format: SourceFormat = Field(
+        "auto", description="auto: from the extension (.txt/.csv/.tsv/.jsonl/.parquet[.gz])"
+    )
+    url_column: str = "url"
+    caption_column: str | None = "caption"  # missing column -> no captions, not an error
+    license_column: str | None = "license"
+    keep_columns: list[str] = Field(
+        default_factory=list,
+        description="other columns kept as provenance (img2dataset's save_additional_columns)",
+    )
+    extensions: list[str] = Field(
+        default_factory=lambda: ["jpg", "jpeg", "png", "webp", "avif", "tif", "tiff", "bmp"],
+        description="file sources: which file names count as candidates",
+    )
+
+
+class FetchConfig(_Model):
+    """HTTP fetching. Defaults are tuned for many hosts with mostly small (< 10 MB) images."""
+
+    threads: int = Field(
+        32, ge=1, description="concurrent requests; I/O-bound, so well above the core count"
+    )
+    per_host_limit: int = Field(
+        8, ge=1, description="concurrent requests to one host: politeness, and avoids 429 storms"
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="a dead host costs at most this")
+    read_timeout_s: float = Field(20.0, gt=0, description="max silence between two body chunks")
+    total_timeout_s: float = Field(
+        60.0, gt=0, description="one attempt's wall time; catches bodies trickled byte by byte"
+    )
+    retries: int = Field(3, ge=0, description="extra attempts on 429, 5xx and timeouts only")
+    backoff_base_s: float = Field(
+        0.5,
+        ge=0,
+        description="attempt k waits uniform(0, base * 2**k): full jitter spreads "
+        "retries of many workers",
+    )
+    backoff_max_s: float = Field(30.0, ge=0, description="cap on one backoff wait")
+    max_retry_after_s: float = Field(
+        60.0, ge=0, description="a longer Retry-After gives up (a worker should not idle)"
+    )
+    max_redirects: int = Field(5, ge=0, description="browsers allow ~20; image CDNs need 1-2")
+    max_body_bytes: int = Field(
+        40 * 1024 * 1024,
+        gt=0,
+        description="largest body kept; a 100 MP JPEG is ~30 MB, and 32 "
+        "threads x 40 MB bounds memory at ~1.3 GB",
+    )
+    chunk_bytes: int = Field(256 * 1024, gt=0, description="streaming read size")
+    user_agent: str = Field(
+        "million-ird/0.1 (+https://github.com/million-ird; dataset builder)",
+        description="identifies the crawler so site owners can reach or block it",
+    )
+    respect_x_robots_tag: bool = Field(True, description="honour the site's opt-out header")
+    x_robots_block: list[str] = Field(
+        default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],
+        description="X-Robots-Tag directives that reject an image",
+    )
+    respect_robots_txt: bool = Field(False, description="fetch and honour robots.txt per host")
+    robots_cache_size: int = Field(10_000, ge=1, description="hosts whose robots.txt is cached")
+    block_private_addresses: bool = Field(
+        True,
+        description="SSRF guard: refuse loopback, private, link-local, multicast, "
+        "reserved addresses (checked on every redirect hop)",
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="exceptions to the SSRF guard: host names, IPs or "
+        "CIDR networks (e.g. 127.0.0.1, 10.0.0.0/8, images.internal)",
+    )
+
+
+class ProbeConfig(_Model):
+    """Header probe and the single reduced decode."""
+
+    max_pixels: int = Field(
+        120_000_000,
+        gt=0,
+        description="decompression-bomb limit (width x height), set on "
+        "Pillow explicitly; above the largest camera sensors (~100 MP), far below a bomb",
+    )
+    min_side: int = Field(
+        1024, ge=1, description="shorter side, after EXIF orientation: LAION-HR's criterion"
+    )
+    max_aspect: float = Field(
+        2.0, ge=1.0, description="long/short side: LSDIR's bound; panoramas and banners out"
+    )
+    formats: list[str] = Field(
+        default_factory=lambda: ["JPEG", "PNG", "WEBP", "AVIF", "TIFF", "BMP", "MPO"],
+        description="Pillow format names accepted; GIF is palette-only (256 colours), so out",
+    )
+    reduced_max_side: int = Field(
+        1024, ge=64, description="long side of the one reduced decode every later stage uses"
+    )
+    full_decode_slots: int = Field(
+        2, ge=1, description="concurrent full decodes (non-JPEG); bounds their memory"
+    )
+
+
+class FilterConfig(_Model):
+    """Content filters on the reduced image, cheapest first. Luma is 0..255 (BT.601).
+
+    Defaults were set on generated and sample photographs; they favour keeping a doubtful
+    photograph over keeping a graphic (the global quality step removes weak photographs).
+    """
+
+    enabled: bool = Field(True, description="False: fetch and header probe only, no decode")
+    min_mean_luma: float = Field(
+        40.0, description="too_dark below: night shots this dark are mostly noise and black"
+    )
+    max_document_score: float = Field(
+        1.5, description="document above: text lines (ink bands over paper) per 100 rows"
+    )
+    document_min_paper: float = Field(
+        0.45, description="document needs at least this share of paper-bright pixels"
+    )
+    max_top_colors_fraction: float = Field(
+        0.6,
+        description="graphic above: share of pixels in the 8 commonest colours (6 bits "
+        "per channel); photographs spread over many, flat art and line art do not",
+    )
+    max_border_white: float = Field(
+        0.7,
+        description="white_background above (with min_white_fraction): share of the "
+        "image border that is near-white",
+    )
+    min_white_fraction: float = Field(
+        0.25, description="white_background needs at least this share of near-white pixels"
+    )
+    white_level: int = Field(
+        235, description="a pixel is near-white when all channels reach this (and it is grey)"
+    )
+    min_colorfulness: float = Field(
+        4.0, description="grayscale below (Hasler-Suesstrunk M); a colour photo is > 15"
+    )
+    flat_cell: int = Field(32, ge=4, description="cell size in reduced pixels (~LSDIR's 240/x4)")
+    flat_cell_std: float = Field(3.0, description="a cell is flat when its luma std is below")
+    max_flat_fraction: float = Field(
+        0.5, description="flat above: LSDIR rejects images with over 50 % flat cells"
+    )
+    min_laplacian_var: float = Field(
+        150.0,
+        description="blurry below: variance of the Laplacian; LSDIR keeps 150..8000 "
+        "after a x4 downscale",
+    )
+    max_laplacian_var: float | None = Field(
+        8000.0, description="noisy above (LSDIR's upper bound); None disables"
+    )
+    reject_grayscale: bool = Field(True, description="restoration training wants colour")
+
+
+class CurationConfig(_Model):
+    """Everything the collect-and-filter half of a build needs."""
+
+    sources: list[SourceConfig] = Field(default_factory=list)
+    partition_size: int = Field(
+        2000,
+        ge=1,
+        description="candidates per partition: ~1 min of one worker's time at "
+        "typical rates, small enough to redo whole after a crash",
+    )
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig)

@@ -1,0 +1,256 @@
+"""Run one partition: fetch -> header probe -> reduced decode -> content filters.
+
+Threads do the work (the fetch is I/O-bound; Pillow and numpy release the GIL while decoding and
+measuring). Accepted records go to a ``sink`` as they complete (hashing, scoring, staging-shard
+writing: the next helpers' job) or, without a sink, are returned in candidate order. Every
+other candidate becomes exactly one :class:`~curation.records.Reject`.
+
+Outputs in the partition's directory, ``rejects.parquet`` then ``_stats.json``: the stats file
+is written last and is the done marker. A partition whose marker exists (for the same
+candidates) is skipped; one killed before its marker is redone whole, and since every output
+is written atomically under a fixed name, the redo replaces rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.config import CurationConfig
+from curation.fetch import Fetcher
+from curation.filters import run_filters
+from curation.probe import Prober
+from curation.records import AcceptedRecord, Candidate, Partition, Reject, Rejection
+from storage.atomic import atomic_write_bytes, atomic_write_json
+from storage.schemas import REJECTS_SCHEMA, SCHEMA_VERSION, table_from_rows
+from storage.uri import join, open_fs
+
+log = logging.getLogger(__name__)
+
+STATS_FILE = "_stats.json"
+REJECTS_FILE = "rejects.parquet"
+
+
+class RecordSink(Protocol):
+    """Where accepted records go, one at a time, from the runner's thread.
+
+    ``accept`` may turn a record into a reject (e.g. a quality threshold); ``finish`` runs after
+    the last record and before the done marker, and returns stats to merge under "downstream".
+    A sink may also define ``prepare(record) -> Reject | None``: it runs in the worker threads,
+    in parallel, right after the filters (the place for hashing and scoring, which release the
+    GIL); it must be thread-safe. ``accept`` then only does what must be serial (writing).
+    """
+
+    def accept(self, record: AcceptedRecord) -> Reject | None: ...
+
+    def finish(self) -> dict[str, Any]: ...
+
+
+Prepare = Callable[[AcceptedRecord], "Reject | None"]
+
+
+@dataclass
+class PartitionResult:
+    partition_id: str
+    out_uri: str
+    stats: dict[str, Any]
+    accepted: list[AcceptedRecord] = field(default_factory=list)  # empty when a sink is given
+    rejects: list[Reject] = field(default_factory=list)
+    skipped: bool = False  # True: the done marker existed, nothing was run
+
+
+def candidates_digest(partition: Partition) -> str:
+    """Fingerprint of a partition's candidate ids, stored in the marker to detect a changed
+    source (e.g. an appended list that grew the last partition)."""
+    digest = hashlib.sha256()
+    for candidate in partition.candidates:
+        digest.update(candidate.id.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def process_candidate(
+    candidate: Candidate,
+    fetcher: Fetcher,
+    prober: Prober,
+    config: CurationConfig,
+    prepare: Prepare | None = None,
+) -> tuple[AcceptedRecord | Reject, int | None]:
+    """One candidate end to end: (outcome, bytes fetched or None). Never raises."""
+    fetched_bytes: int | None = None
+    try:
+        fetched = fetcher.fetch(candidate)
+        fetched_bytes = len(fetched.data)
+        header = prober.probe_header(fetched.data)
+        measurements: dict[str, float | int] = {"exif_orientation": header.orientation}
+        image = None
+        if config.filters.enabled:
+            image = prober.reduced_decode(fetched.data, header)
+            verdict = run_filters(image, config.filters)
+            measurements.update(verdict.measurements)
+            if not verdict.passed:
+                return Reject(
+                    candidate, "filter", verdict.reason or "", verdict.detail
+                ), fetched_bytes
+        provenance = {
+            "final_url": fetched.final_url,
+            "http_status": fetched.status,
+            "content_type": fetched.content_type,
+            "sniffed_type": fetched.sniffed,
+            "attempts": fetched.attempts,
+            "fetch_seconds": round(fetched.seconds, 4),
+            "mode": header.mode,
+            **candidate.extra,
+        }
+        record = AcceptedRecord(
+            candidate=candidate,
+            data=fetched.data,
+            image=image,
+            format=header.extension,
+            width=header.width,
+            height=header.height,
+            measurements=measurements,
+            provenance=provenance,
+        )
+        if prepare is not None and (late_reject := prepare(record)) is not None:
+            return late_reject, fetched_bytes
+        return record, fetched_bytes
+    except Rejection as rejection:
+        return Reject.from_rejection(candidate, rejection), fetched_bytes
+    except Exception as exc:  # a bug or an unforeseen input: recorded, never fatal to the batch
+        log.exception("candidate %s (%s) failed", candidate.id, candidate.url)
+        detail = f"{type(exc).__name__}: {exc}"
+        return Reject(candidate, "internal", "internal_error", detail), fetched_bytes
+
+
+def read_stats(out_uri: str) -> dict[str, Any] | None:
+    """The partition's done marker, or None if the partition is not done."""
+    fs, path = open_fs(join(out_uri, STATS_FILE))
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as handle:
+        return json.loads(handle.read())
+
+
+def run_partition(
+    partition: Partition,
+    out_uri: str,
+    config: CurationConfig | None = None,
+    *,
+    fetcher: Fetcher | None = None,
+    sink: RecordSink | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PartitionResult:
+    """Process ``partition`` into ``out_uri`` (a directory URI), or skip it if done."""
+    config = config or CurationConfig()
+    digest = candidates_digest(partition)
+    done = read_stats(out_uri)
+    if done is not None and done.get("candidates_digest") == digest:
+        return PartitionResult(partition.id, out_uri, done, skipped=True)
+    if done is not None:
+        log.warning(
+            "partition %s: candidates changed since %s was written; redoing it",
+            partition.id,
+            STATS_FILE,
+        )
+
+    started_at = datetime.now(UTC)
+    started = time.monotonic()
+    order: dict[str, int] = {}  # id -> first position, to return results in list order
+    for index, candidate in enumerate(partition.candidates):
+        order.setdefault(candidate.id, index)
+    rejects: list[Reject] = []
+    unique: list[Candidate] = []
+    seen: set[str] = set()
+    for candidate in partition.candidates:
+        if candidate.id in seen:
+            rejects.append(Reject(candidate, "source", "duplicate_url", "listed earlier"))
+        else:
+            seen.add(candidate.id)
+            unique.append(candidate)
+
+    accepted: list[AcceptedRecord] = []
+    fetched = bytes_fetched = bytes_accepted = 0
+    own_fetcher = fetcher is None
+    fetcher = fetcher or Fetcher(config.fetch)
+    prober = Prober(config.probe)
+    prepare: Prepare | None = getattr(sink, "prepare", None)
+    try:
+        with ThreadPoolExecutor(config.fetch.threads, thread_name_prefix="curate") as pool:
+            # Finished futures arrive through a queue (O(1) each, unlike repeated wait() over
+            # the pending set) and are dropped once read, so a record's bytes are freed as soon
+            # as the sink is done with them.
+            finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+            for candidate in unique:
+                pool.submit(
+                    process_candidate, candidate, fetcher, prober, config, prepare
+                ).add_done_callback(finished.put)
+            try:
+                for done_count in range(1, len(unique) + 1):
+                    outcome, n_bytes = finished.get().result()
+                    if n_bytes is not None:
+                        fetched += 1
+                        bytes_fetched += n_bytes
+                    if isinstance(outcome, Reject):
+                        rejects.append(outcome)
+                    elif sink is None:
+                        accepted.append(outcome)
+                        bytes_accepted += len(outcome.data)
+                    elif (late_reject := sink.accept(outcome)) is not None:
+                        rejects.append(late_reject)
+                    else:
+                        bytes_accepted += len(outcome.data)
+                    del outcome
+                    if progress is not None:
+                        progress(done_count, len(unique))
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # don't fetch the rest for nothing
+                raise
+        downstream = sink.finish() if sink is not None else {}
+    finally:
+        if own_fetcher:
+            fetcher.close()
+
+    accepted.sort(key=lambda record: order[record.id])
+    rejects.sort(key=lambda reject: (order[reject.candidate.id], reject.stage))
+    n_accepted = len(partition.candidates) - len(rejects)
+    stats: dict[str, Any] = {
+        "partition": partition.id,
+        "source": partition.source,
+        "index": partition.index,
+        "candidates": len(partition.candidates),
+        "candidates_digest": digest,
+        "fetched": fetched,
+        "accepted": n_accepted,
+        "rejected": len(rejects),
+        "rejects_by_reason": dict(sorted(Counter(r.reason for r in rejects).items())),
+        "rejects_by_stage": dict(sorted(Counter(r.stage for r in rejects).items())),
+        "bytes_fetched": bytes_fetched,
+        "bytes_accepted": bytes_accepted,
+        "seconds": round(time.monotonic() - started, 3),
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "schema_version": SCHEMA_VERSION,
+        "downstream": downstream,
+    }
+    write_rejects(join(out_uri, REJECTS_FILE), rejects)
+    atomic_write_json(join(out_uri, STATS_FILE), stats)  # last: the done marker
+    return PartitionResult(partition.id, out_uri, stats, accepted, rejects)
+
+
+def write_rejects(uri: str, rejects: list[Reject]) -> None:
+    table = table_from_rows([reject.to_row() for reject in rejects], REJECTS_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write_bytes(uri, sink.getvalue().to_pybytes())
