@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,9 +153,16 @@ def _cached_scorer(quality_json: str) -> QualityScorer:
 
 
 class StagingSink:
-    """Hashes and scores each accepted record, then stages its bytes and manifest row."""
+    """Hashes and scores each accepted record, then stages its bytes and manifest row.
+
+    ``prepare`` runs in the partition's worker threads (hashing releases the GIL, so it runs
+    in parallel); IQA scoring there is bounded by a semaphore so that torch's own threads do
+    not oversubscribe the cores. ``accept`` runs on one thread and only writes.
+    """
 
     def __init__(self, partition_uri: str, shard_rel: str, quality: QualityConfig) -> None:
+        import torch
+
         self.scorer = _scorer(quality.model_dump_json())
         self.rows: list[dict[str, Any]] = []
         self.shard_rel = shard_rel
@@ -162,17 +170,40 @@ class StagingSink:
         self.writer = ShardWriter(
             partition_uri, prefix="samples", max_count=10**9, max_bytes=1 << 62
         )
+        slots = max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
+        self._scoring = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._prepared: dict[str, dict[str, Any]] = {}
 
-    def accept(self, record: AcceptedRecord) -> Reject | None:
+    def prepare(self, record: AcceptedRecord) -> Reject | None:
         image = record.image
         if image is None:
             raise ValueError("hashing and scoring need the reduced decode (filters enabled)")
-        scores = self.scorer.score([image])[0]
+        hashes = {
+            "sha256": sha256_hex(record.data),
+            "phash": perceptual_hash64(image),
+            "phash256": phash256(image),
+        }
+        with self._scoring:
+            scores = self.scorer.score([image])[0]
         failed = self.scorer.rejects({record.id: scores})
         if failed:
-            return Reject(
-                record.candidate, failed[0]["stage"], failed[0]["reason"], failed[0]["detail"]
-            )
+            first = failed[0]
+            return Reject(record.candidate, first["stage"], first["reason"], first["detail"])
+        with self._lock:
+            self._prepared[record.id] = {"hashes": hashes, "scores": scores}
+        return None
+
+    def accept(self, record: AcceptedRecord) -> Reject | None:
+        with self._lock:
+            prepared = self._prepared.pop(record.id, None)
+        if prepared is None:  # a runner without the prepare hook: do it here
+            late_reject = self.prepare(record)
+            if late_reject is not None:
+                return late_reject
+            with self._lock:
+                prepared = self._prepared.pop(record.id)
+        scores = prepared["scores"]
         extra = {m: float(v) for m, v in scores.items() if m not in IQA_COLUMNS}
         row: dict[str, Any] = {
             "key": record.id,
@@ -181,9 +212,7 @@ class StagingSink:
             "url": record.candidate.url,
             "caption": record.candidate.caption,
             "license": record.candidate.license,
-            "sha256": sha256_hex(record.data),
-            "phash": perceptual_hash64(image),
-            "phash256": phash256(image),
+            **prepared["hashes"],
             "width": record.width,
             "height": record.height,
             "format": record.format,
