@@ -131,7 +131,9 @@ def worker(url_file: str, out_dir: str, staging: str, threads: int, process_star
         def __init__(self, uri: str, prefix: str) -> None:
             self.writer = None
             if staging == "shards":
-                self.writer = ShardWriter(uri, prefix=prefix, staging_dir=join(uri, ".staging"))
+                self.writer = ShardWriter(
+                    uri, prefix=prefix, staging_dir=join(uri, ".staging"), digest=False
+                )
 
         def prepare(self, record):  # worker threads: hashlib releases the GIL
             record.provenance["sha256"] = hashlib.sha256(record.data).hexdigest()

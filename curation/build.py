@@ -168,7 +168,7 @@ class StagingSink:
         self.shard_rel = shard_rel
         self.partition_uri = partition_uri
         self.writer = ShardWriter(
-            partition_uri, prefix="samples", max_count=10**9, max_bytes=1 << 62
+            partition_uri, prefix="samples", max_count=10**9, max_bytes=1 << 62, digest=False
         )
         slots = max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
         self._scoring = threading.BoundedSemaphore(slots)
