@@ -25,9 +25,8 @@ def _local_tmp_name(path: str) -> str:
     return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
 
 
-@contextlib.contextmanager
-def atomic_open(uri: str, fs: fsspec.AbstractFileSystem | None = None) -> Iterator[IO[bytes]]:
-    """Open ``uri`` for binary writing; it becomes visible only if the block succeeds."""
+def _resolve(uri: str, fs: fsspec.AbstractFileSystem | None) -> tuple[Any, str]:
+    """The filesystem and path of ``uri`` (a plain path when ``fs`` is given), parent made."""
     if fs is None:
         fs, path = open_fs(uri)
     else:
@@ -35,6 +34,13 @@ def atomic_open(uri: str, fs: fsspec.AbstractFileSystem | None = None) -> Iterat
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
+    return fs, path
+
+
+@contextlib.contextmanager
+def atomic_open(uri: str, fs: fsspec.AbstractFileSystem | None = None) -> Iterator[IO[bytes]]:
+    """Open ``uri`` for binary writing; it becomes visible only if the block succeeds."""
+    fs, path = _resolve(uri, fs)
     if is_local(fs):
         tmp = _local_tmp_name(path)
         try:
@@ -72,13 +78,7 @@ def atomic_write_json(uri: str, obj: Any, fs: fsspec.AbstractFileSystem | None =
 
 def atomic_put_file(local_path: str, uri: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
     """Move/upload a finished local file (e.g. from a staging dir) to ``uri`` atomically."""
-    if fs is None:
-        fs, path = open_fs(uri)
-    else:
-        path = uri
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
+    fs, path = _resolve(uri, fs)
     if is_local(fs):
         try:
             os.replace(local_path, path)  # same filesystem: an atomic rename

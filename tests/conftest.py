@@ -19,3 +19,15 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"reference data not found at {REFERENCE_DIR} (shared/ beside the clone)")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for modules of many small forwards: on a small shared CPU, OpenMP
+    threads spinning against each other make them tens of times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

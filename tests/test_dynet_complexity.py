@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from dynet import complexity, create_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against each other
-    make these small forwards tens of times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 G = 1e9

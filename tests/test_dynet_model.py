@@ -22,15 +22,7 @@ from dynet import (
 )
 from dynet.blocks import LayerNorm2d, ffn_hidden_channels
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against each other
-    make these small forwards tens of times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = {"dim": 8, "prompt_channels": (8, 8, 16), "prompt_sizes": (8, 4, 2)}

@@ -18,15 +18,7 @@ from dynet import (
 from dynet.official import UNUSED_OFFICIAL, is_unused_official
 from dynet.reference import ReferenceNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against each other
-    make these small forwards tens of times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"

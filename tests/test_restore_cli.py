@@ -21,14 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {"dim": 8, "prompt_channels": (8, 8, 16), "prompt_sizes": (8, 4, 2)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against each other
-    make these small forwards tens of times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class LocalNet(torch.nn.Module):

@@ -448,7 +448,8 @@ def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
     assert next(iter(PatchStream(shards, **stream_args)))["input"].shape == (2, 3, 32, 32)
     data = Path(shards[0]).read_bytes()
     Path(shards[0]).write_bytes(data[: len(data) // 3])  # a truncated tar
-    with pytest.raises(TrainingDataError, match="unreadable patch shard .*shard-000000.tar"):
+    # Depending on where the cut falls: the tar is unreadable, or its last sample lost its image.
+    with pytest.raises(TrainingDataError, match=r"(unreadable patch shard|sample) .*shard-000000"):
         next(iter(PatchStream(shards, **{**stream_args, "batch_size": 3})))
 
 
