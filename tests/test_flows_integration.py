@@ -134,3 +134,15 @@ def test_killed_build_reruns_to_the_same_version(tmp_path, http_source):
         assert (tmp_path / "ref/ird/v1" / rel).read_bytes() == (
             tmp_path / "killed/ird/v1" / rel
         ).read_bytes(), rel
+
+
+@pytest.mark.slow
+def test_build_on_a_local_dask_cluster(tmp_path, http_source):
+    url_list, expected = http_source
+    build = _mird_build(tmp_path / "dask", url_list, "--dask-local", "2")
+    out, err = build.communicate(timeout=900)
+    assert build.returncode == 0, err[-2000:]
+    assert out.strip().endswith("/ird/v1")
+    version = Dataset(str(tmp_path / "dask"), "ird").version()
+    assert version.manifest().num_rows == list(expected.values()).count("keep")
+    assert verify_version(version).ok
