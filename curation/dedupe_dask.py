@@ -53,7 +53,10 @@ def near_duplicate_pairs_dask(
     plan = plan_blocks(len(groups.distinct), d, m)
     if d == 0 or len(groups.distinct) < 2:
         return expand_pairs(np.empty((0, 2), dtype=np.int64), groups, chunk_pairs)
-    [shared] = client.scatter([groups.distinct], broadcast=True)
+    # hash=False: a unique key per call. With content hashing, a second call on the same hashes
+    # reuses the key while the first call's release is still in flight, and the scheduler
+    # then drops the data under the new call's tasks ("lost dependencies").
+    [shared] = client.scatter([groups.distinct], broadcast=True, hash=False)
     futures = [
         client.submit(_task, shared, plan, table, part, parts_per_table, chunk_pairs, pure=False)
         for table in range(len(plan.tables))
