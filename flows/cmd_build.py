@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, help="Show Prefect's logs."),
     ) -> None:
         """Build and publish the next version of a dataset (Prefect runs locally)."""
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+        # Quiet by default: a failed flow run makes Prefect log the traceback at ERROR, and the
+        # CLI's contract is one line per error (main() prints it); --verbose shows it all.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         overrides = {"root": root, "name": name, "incremental": False if full else None}

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("demo-output"), help="Where the demo writes everything."),
     ) -> None:
         """Run the demo build: source -> filters -> dedupe -> IQA -> publish -> patches."""
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # errors: one line
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         from curation.build import BuildConfig

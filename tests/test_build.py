@@ -95,3 +95,21 @@ def test_rerun_skips_done_partitions_and_incremental_adds_only_new(tmp_path, dem
 def test_build_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="extra"):
         BuildConfig.model_validate({"root": str(tmp_path), "curation": {"sourcez": []}})
+
+
+@pytest.mark.slow
+def test_cli_build_bad_source_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "missing.txt"),
+         "--root", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr + run.stdout
+    assert run.stderr.strip().splitlines() == [
+        f"mird: error: source {tmp_path / 'missing.txt'}: no such file"
+    ]
