@@ -62,8 +62,22 @@ def resolve_variant(variant: str | tuple[int, ...] | list[int]) -> tuple[int, in
     return repeats  # type: ignore[return-value]
 
 
+class NetworkConfig:
+    """Base of the networks' frozen dataclass configs (stored in weight files as JSON)."""
+
+    def __post_init__(self) -> None:
+        # Sequences read back from JSON arrive as lists; keep the config hashable and exact.
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class DyNetConfig:
+class DyNetConfig(NetworkConfig):
     """Widths of the network; the defaults are the paper's."""
 
     dim: int = 48
@@ -74,16 +88,6 @@ class DyNetConfig:
     refinement_blocks: int = 4
     in_channels: int = 3
     default_variant: str = "L"
-
-    def __post_init__(self) -> None:
-        # Sequences read back from JSON arrive as lists; keep the config hashable and exact.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(value))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class DyNet(nn.Module):

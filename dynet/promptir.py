@@ -12,7 +12,7 @@ the prompt stages sit on the decoder side::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,11 +26,11 @@ from dynet.blocks import (
     conv3x3,
     pad_to_multiple,
 )
-from dynet.dynet import SIZE_MULTIPLE, InvalidVariantError
+from dynet.dynet import SIZE_MULTIPLE, InvalidVariantError, NetworkConfig
 
 
 @dataclass(frozen=True)
-class PromptIRConfig:
+class PromptIRConfig(NetworkConfig):
     dim: int = 48
     blocks: tuple[int, int, int, int] = (4, 6, 6, 8)
     heads: tuple[int, int, int, int] = (1, 2, 4, 8)
@@ -39,16 +39,6 @@ class PromptIRConfig:
     prompt_heads: int = 4
     refinement_blocks: int = 4
     in_channels: int = 3
-
-    def __post_init__(self) -> None:
-        # Sequences read back from JSON arrive as lists; keep the config hashable and exact.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(value))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _stack(count: int, channels: int, heads: int) -> nn.Sequential:
