@@ -33,10 +33,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
 from dynet.degrade import DegradationRecipe, apply_recipe
+from dynet.imaging import CROP_MULTIPLE, center_crop_multiple
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm", "tif", "tiff")
 IMAGE_SUFFIXES = frozenset(f".{e}" for e in IMAGE_EXTS)
-CROP_MULTIPLE = 16  # the official fine-tuning code crops every image to a multiple of 16
 
 
 class TrainingDataError(ValueError):
@@ -82,13 +82,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
-def center_crop_multiple(image: np.ndarray, multiple: int, name: str) -> np.ndarray:
-    h, w = image.shape[:2]
-    new_h, new_w = h - h % multiple, w - w % multiple
-    if new_h == 0 or new_w == 0:
-        raise TrainingDataError(f"image {name} ({w}x{h}) is smaller than {multiple}x{multiple}")
-    top, left = (h - new_h) // 2, (w - new_w) // 2
-    return image[top : top + new_h, left : left + new_w]
+def _crop_to_multiple(image: np.ndarray, name: str) -> np.ndarray:
+    try:
+        return center_crop_multiple(image, CROP_MULTIPLE, name=f"image {name}")
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from exc
 
 
 def crop_box(h: int, w: int, size: int, gen: torch.Generator, name: str) -> tuple[int, int]:
@@ -407,11 +405,9 @@ class AllInOneDataset(torch.utils.data.Dataset):
         index, seed = key
         item = self.items[index]
         gen = torch.Generator().manual_seed(seed)
-        clean = center_crop_multiple(read_rgb(item.target), CROP_MULTIPLE, str(item.target))
+        clean = _crop_to_multiple(read_rgb(item.target), str(item.target))
         if item.degraded is not None:
-            degraded = center_crop_multiple(
-                read_rgb(item.degraded), CROP_MULTIPLE, str(item.degraded)
-            )
+            degraded = _crop_to_multiple(read_rgb(item.degraded), str(item.degraded))
             if degraded.shape != clean.shape:
                 raise TrainingDataError(
                     f"{item.degraded} ({degraded.shape[1]}x{degraded.shape[0]}) and its clean "

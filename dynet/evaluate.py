@@ -41,10 +41,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from dynet.imaging import CROP_MULTIPLE, center_crop_multiple
 from dynet.metrics import PairScores, score_pair
 from dynet.published import PUBLISHED_ROWS, TASK_COLUMNS, TASK_TITLES, published_row
 
-CROP_MULTIPLE = 16
 NOISE_SEED = 0
 DENOISE_SIGMAS: dict[str, int] = {"denoise_15": 15, "denoise_25": 25, "denoise_50": 50}
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -232,16 +232,6 @@ def read_rgb(path: Path) -> np.ndarray:
         raise UnreadableImageError(f"cannot read image {path}: {exc}") from exc
 
 
-def center_crop_multiple(image: np.ndarray, multiple: int = CROP_MULTIPLE) -> np.ndarray:
-    """Center-crop H and W down to multiples of ``multiple`` (the extra row goes at the bottom)."""
-    h, w = image.shape[:2]
-    new_h, new_w = h - h % multiple, w - w % multiple
-    if new_h == 0 or new_w == 0:
-        raise ValueError(f"image of {h}x{w} is smaller than {multiple}x{multiple}")
-    top, left = (h - new_h) // 2, (w - new_w) // 2
-    return image[top : top + new_h, left : left + new_w]
-
-
 def noise_seed(name: str, sigma: float, base_seed: int = NOISE_SEED) -> np.random.SeedSequence:
     """The seed of one image's noise: a function of the file name and sigma, not of the order."""
     digest = hashlib.sha256(f"{name}\0{float(sigma)!r}".encode()).digest()
@@ -262,11 +252,11 @@ def add_gaussian_noise(
 
 def load_pair(spec: TaskSpec, pair: EvalPair) -> tuple[np.ndarray, np.ndarray]:
     """(degraded, clean) uint8 HxWx3, both cropped to multiples of 16."""
-    clean = center_crop_multiple(read_rgb(pair.target))
+    clean = center_crop_multiple(read_rgb(pair.target), name=f"image {pair.target}")
     if spec.sigma is not None:
         return add_gaussian_noise(clean, spec.sigma, pair.name), clean
     assert pair.degraded is not None
-    degraded = center_crop_multiple(read_rgb(pair.degraded))
+    degraded = center_crop_multiple(read_rgb(pair.degraded), name=f"image {pair.degraded}")
     if degraded.shape != clean.shape:
         raise MismatchedPairsError(
             f"{pair.degraded} is {degraded.shape[1]}x{degraded.shape[0]} after cropping but its "
