@@ -39,10 +39,16 @@ from storage.shards import Sample, ShardWriter
 from storage.uri import join
 from storage.versions import Dataset, _parquet_bytes
 
-#: Reject reasons worth retrying in a later build (the candidate may succeed next time).
+#: Reject reasons worth retrying in a later build (the candidate may succeed next time); any
+#: other reject of the parent version is final and its candidate is not fetched again.
 TRANSIENT_REASONS = frozenset(
-    {"timeout", "connection_error", "http_429", "http_500", "http_502", "http_503", "http_504"}
-)
+    {"timeout", "connection_error", "dns_error", "read_error", "tls_error", "http_429",
+     "robots_txt", "internal_error"}
+)  # fmt: skip
+
+
+def is_transient(reason: str) -> bool:
+    return reason in TRANSIENT_REASONS or reason.startswith("http_5")
 
 
 class DedupeConfig(BaseModel):
@@ -124,7 +130,7 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         previous = dataset.version(parent)
         known.update(previous.manifest().column("key").to_pylist())
         for row in previous.rejects().select(["candidate_id", "reason"]).to_pylist():
-            if row["reason"] not in TRANSIENT_REASONS:
+            if not is_transient(row["reason"]):
                 known.add(row["candidate_id"])
     partitions: list[Partition] = []
     skipped = 0

@@ -8,6 +8,15 @@ from pathlib import Path
 import typer
 
 
+def quiet_prefect_services() -> None:
+    """Prefect's background services log under their class names, outside the ``prefect``
+    logger that PREFECT_LOGGING_LEVEL sets (e.g. "Still processing items" at shutdown)."""
+    import logging
+
+    for name in ("EventsWorker", "APILogWorker", "QueueService"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def load_build_config(
     config_file: Path | None, overrides: dict, sources: list[str], allow_hosts: list[str]
 ):
@@ -64,6 +73,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         import flows.build_flow as build_flow
+
+        if not verbose:
+            quiet_prefect_services()
 
         with Progress(
             "[progress.description]{task.description}",

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         from curation.demo_source import write_demo_source
         from curation.patches import PatchConfig, extract_patches
         from flows.build_flow import build_million_ird
+        from flows.cmd_build import quiet_prefect_services
+
+        quiet_prefect_services()
         from storage.verify import verify_version
         from storage.versions import Dataset
 
