@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +14,11 @@ import pytest
 from curation.build import BuildConfig, plan_build, process_partition, run_build
 from curation.demo_source import write_demo_source
 from storage.verify import verify_version
-from tests.http_server import serve_directory
+from tests.http_fixtures import (
+    FaultServer,
+    body,
+    http_server_fixture,  # noqa: F401 (registers the http_server fixture)
+)
 
 
 def _config(root: Path, sources: list[dict], **extra) -> BuildConfig:
@@ -43,12 +50,12 @@ def demo_folder(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return folder, write_demo_source(folder)
 
 
-def test_build_from_http_url_list(tmp_path, demo_folder):
+def test_build_from_http_url_list(tmp_path, demo_folder, http_server: FaultServer):
     folder, expected = demo_folder
-    with serve_directory(folder) as base:
-        url_list = tmp_path / "urls.txt"
-        url_list.write_text("".join(f"{base}/{name}\n" for name in sorted(expected)))
-        version = run_build(_config(tmp_path / "out", [{"uri": str(url_list)}]))
+    urls = [http_server.route(f"/{n}", body((folder / n).read_bytes())) for n in sorted(expected)]
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("".join(f"{url}\n" for url in urls))
+    version = run_build(_config(tmp_path / "out", [{"uri": str(url_list)}]))
     assert _outcomes(version) == Counter(expected.values())
     by_url = {r["url"].rsplit("/", 1)[-1]: r for r in version.rejects().to_pylist()}
     assert by_url["coffee_blurred.jpg"]["reason"] == "blurry"
@@ -99,10 +106,7 @@ def test_build_config_errors_are_clear(tmp_path):
 
 @pytest.mark.slow
 def test_cli_build_bad_source_is_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    env = {**__import__("os").environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     run = subprocess.run(
         [sys.executable, "-m", "flows.cli", "build", str(tmp_path / "missing.txt"),
          "--root", str(tmp_path / "out")],

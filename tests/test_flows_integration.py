@@ -17,7 +17,7 @@ from curation.demo_source import write_demo_source
 from flows import server
 from storage.verify import verify_version
 from storage.versions import Dataset
-from tests.http_server import serve_directory
+from tests.http_fixtures import FaultServer, body
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,10 +46,18 @@ def _config(root: Path, url_list: Path, partition_size: int = 4) -> dict:
 def http_source(tmp_path_factory):
     folder = tmp_path_factory.mktemp("http")
     expected = write_demo_source(folder / "img")
-    with serve_directory(folder) as base:
+    server = FaultServer().start()
+    try:
         url_list = folder / "urls.txt"
-        url_list.write_text("".join(f"{base}/img/{n}\n" for n in sorted(expected)))
+        url_list.write_text(
+            "".join(
+                server.route(f"/img/{n}", body((folder / "img" / n).read_bytes())) + "\n"
+                for n in sorted(expected)
+            )
+        )
         yield url_list, expected
+    finally:
+        server.stop()
 
 
 @pytest.mark.integration
