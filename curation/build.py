@@ -29,15 +29,22 @@ from curation.dedupe import DEFAULT_DISTANCE, dedupe
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
 from curation.partition import run_partition
 from curation.patches import PatchConfig
+from curation.publish import publish_build
 from curation.quality import QualityConfig, QualityScorer
 from curation.records import AcceptedRecord, Partition, Reject
 from curation.sources import iter_all_partitions
 from storage.atomic import atomic_write_bytes
-from storage.build_area import BuildArea
-from storage.schemas import IQA_COLUMNS, MANIFEST_SCHEMA, MEASUREMENT_COLUMNS, table_from_rows
+from storage.build_area import MANIFEST_FILE, SAMPLES_PREFIX, BuildArea
+from storage.schemas import (
+    IQA_COLUMNS,
+    MANIFEST_SCHEMA,
+    MEASUREMENT_COLUMNS,
+    parquet_bytes,
+    table_from_rows,
+)
 from storage.shards import Sample, ShardWriter
 from storage.uri import join
-from storage.versions import Dataset, _parquet_bytes
+from storage.versions import Dataset
 
 #: Reject reasons worth retrying in a later build (the candidate may succeed next time); any
 #: other reject of the parent version is final and its candidate is not fetched again.
@@ -166,15 +173,19 @@ class StagingSink:
     not oversubscribe the cores. ``accept`` runs on one thread and only writes.
     """
 
-    def __init__(self, partition_uri: str, shard_rel: str, quality: QualityConfig) -> None:
+    def __init__(self, area: BuildArea, partition_id: str, quality: QualityConfig) -> None:
         import torch
 
         self.scorer = _scorer(quality.model_dump_json())
         self.rows: list[dict[str, Any]] = []
-        self.shard_rel = shard_rel
-        self.partition_uri = partition_uri
+        self.shard = area.staging_shard(partition_id)
+        self.partition_uri = area.partition_uri(partition_id)
         self.writer = ShardWriter(
-            partition_uri, prefix="samples", max_count=10**9, max_bytes=1 << 62, digest=False
+            self.partition_uri,
+            prefix=SAMPLES_PREFIX,
+            max_count=10**9,
+            max_bytes=1 << 62,
+            digest=False,  # staging shards: each sample's sha256 is in the manifest
         )
         slots = max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
         self._scoring = threading.BoundedSemaphore(slots)
@@ -213,7 +224,7 @@ class StagingSink:
         extra = {m: float(v) for m, v in scores.items() if m not in IQA_COLUMNS}
         row: dict[str, Any] = {
             "key": record.id,
-            "shard": f"{self.shard_rel}/samples-000000.tar",
+            "shard": self.shard,
             "source": record.candidate.source,
             "url": record.candidate.url,
             "caption": record.candidate.caption,
@@ -236,7 +247,7 @@ class StagingSink:
         self.writer.close()
         self.rows.sort(key=lambda row: row["key"])
         table = table_from_rows(self.rows, MANIFEST_SCHEMA)
-        atomic_write_bytes(join(self.partition_uri, "manifest.parquet"), _parquet_bytes(table))
+        atomic_write_bytes(join(self.partition_uri, MANIFEST_FILE), parquet_bytes(table))
         return {"staged": len(self.rows)}
 
     def abort(self) -> None:
@@ -250,11 +261,10 @@ def process_partition(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run one partition into the build area (skipped when its marker exists)."""
-    partition_uri = join(area.uri, "partitions", partition.id)
-    sink = StagingSink(partition_uri, f"{area.rel}/partitions/{partition.id}", config.quality)
+    sink = StagingSink(area, partition.id, config.quality)
     try:
         result = run_partition(
-            partition, partition_uri, config.curation, sink=sink, progress=progress
+            partition, sink.partition_uri, config.curation, sink=sink, progress=progress
         )
     except BaseException:
         sink.abort()
@@ -265,10 +275,10 @@ def process_partition(
 
 
 def find_duplicates(
-    area: BuildArea, parent: str | None, dataset: Dataset, config: BuildConfig
+    staged: pa.Table, parent: str | None, dataset: Dataset, config: BuildConfig
 ) -> tuple[dict[str, dict[str, Any]], int]:
-    """Global dedupe over every staged sample and the parent's index: key -> reject row."""
-    staged = area.manifest()
+    """Global dedupe over the staged samples (``BuildArea.manifest()``) and the parent's
+    index: returns key -> reject row, and the number of near-duplicate pairs."""
     previous = None
     if parent is not None:
         previous = dataset.version(parent).manifest().select(["key", "phash", "sha256", "phash256"])
@@ -318,24 +328,22 @@ def run_build(
     progress: Callable[[str, int, int], None] | None = None,
 ):
     """The whole build in this process (tests, small runs); returns the PublishedVersion."""
-    from curation.publish import publish_build
-
     plan = plan_build(config)
     for done, partition in enumerate(plan.partitions, start=1):
         process_partition(partition, config, plan.area)
         if progress is not None:
             progress("partitions", done, len(plan.partitions))
-    return finish_build(config, plan, progress=progress, publish=publish_build)
+    return finish_build(config, plan, progress=progress)
 
 
-def finish_build(config: BuildConfig, plan: BuildPlan, *, progress=None, publish=None):
+def finish_build(config: BuildConfig, plan: BuildPlan, *, progress=None):
     """Dedupe, publish and clean up once every partition is done."""
-    if publish is None:
-        from curation.publish import publish_build as publish
-    dropped, pairs = find_duplicates(plan.area, plan.parent, plan.dataset, config)
-    version = publish(
+    staged = plan.area.manifest()  # read once: dedupe and publish both need it
+    dropped, pairs = find_duplicates(staged, plan.parent, plan.dataset, config)
+    version = publish_build(
         plan.dataset,
         plan.area,
+        staged=staged,
         dropped=dropped,
         parent=plan.parent,
         max_shard_bytes=config.publish.max_shard_bytes,

@@ -25,22 +25,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from curation.config import CurationConfig
 from curation.fetch import Fetcher
 from curation.filters import run_filters
 from curation.probe import Prober
 from curation.records import AcceptedRecord, Candidate, Partition, Reject, Rejection
 from storage.atomic import atomic_write_bytes, atomic_write_json
-from storage.schemas import REJECTS_SCHEMA, SCHEMA_VERSION, table_from_rows
+from storage.build_area import REJECTS_FILE, STATS_FILE
+from storage.schemas import REJECTS_SCHEMA, SCHEMA_VERSION, parquet_bytes, table_from_rows
 from storage.uri import join, open_fs
 
 log = logging.getLogger(__name__)
-
-STATS_FILE = "_stats.json"
-REJECTS_FILE = "rejects.parquet"
 
 
 class RecordSink(Protocol):
@@ -251,6 +246,4 @@ def run_partition(
 
 def write_rejects(uri: str, rejects: list[Reject]) -> None:
     table = table_from_rows([reject.to_row() for reject in rejects], REJECTS_SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(uri, sink.getvalue().to_pybytes())
+    atomic_write_bytes(uri, parquet_bytes(table))

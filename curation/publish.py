@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.build_area import BuildArea
-from storage.schemas import IQA_COLUMNS
+from storage.schemas import IQA_COLUMNS, REJECTS_SCHEMA, table_from_rows
 from storage.shards import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_COUNT, MemberReader, Sample, index_tar
 from storage.uri import join
 from storage.versions import Dataset, PublishedVersion
@@ -130,14 +130,16 @@ def publish_build(
     license: str = "other",
     extra_stats: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    staged: pa.Table | None = None,
 ) -> PublishedVersion:
     """Write the kept samples of ``area`` (minus ``dropped``: key -> reject row) as a version.
 
     With ``parent``, the new version first lists every shard of that version unchanged and
     then adds the new samples (dedupe must already have dropped those the parent holds).
+    ``staged`` is ``area.manifest()`` when the caller has read it already.
     """
     dropped = dropped or {}
-    staged = area.manifest()
+    staged = area.manifest() if staged is None else staged
     keep_mask = pc.invert(pc.is_in(staged.column("key"), pa.array(list(dropped), pa.string())))
     kept = staged.filter(keep_mask)
     kept = kept.take(pc.sort_indices(kept, sort_keys=[("key", "ascending")]))
@@ -157,8 +159,6 @@ def publish_build(
             parent=parent, max_shard_bytes=1 << 62, max_shard_count=10**12
         ) as writer:
             reused = writer.reuse_shards(parent) if parent else 0
-            if reused:
-                writer.next_shard()
             for i, row in enumerate(rows):
                 if i in starts:
                     writer.next_shard()
@@ -179,16 +179,11 @@ def publish_build(
             writer.add_rejects(rejects)
             # The funnel describes this build's candidates (reused samples were counted
             # in the parent's stats); `samples` in stats.json counts the whole version.
-            stats = build_stats(kept, _rejects_table(rejects), area.partition_stats())
+            rejects_table = table_from_rows(rejects, REJECTS_SCHEMA)
+            stats = build_stats(kept, rejects_table, area.partition_stats())
             stats["new_samples"] = len(rows)
             stats["reused_samples"] = reused
             stats.update(extra_stats or {})
             return writer.publish(stats=stats, license=license)
     finally:
         reader.close()
-
-
-def _rejects_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
-    from storage.schemas import REJECTS_SCHEMA, table_from_rows
-
-    return table_from_rows(list(rows), REJECTS_SCHEMA)

@@ -19,15 +19,25 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.atomic import atomic_write_bytes, atomic_write_json
-from storage.schemas import MANIFEST_SCHEMA, REJECTS_SCHEMA, table_from_rows
+from storage.schemas import (
+    MANIFEST_SCHEMA,
+    REJECTS_SCHEMA,
+    parquet_bytes,
+    read_parquet_files,
+    table_from_rows,
+)
 from storage.shards import Sample, ShardWriter
 from storage.uri import join
-from storage.versions import Dataset, _parquet_bytes
+from storage.versions import Dataset
 
-STATS_MARKER = "_stats.json"
+#: File names inside a partition directory (curation.partition writes the same ones).
+STATS_FILE = "_stats.json"  # the done marker, written last
+REJECTS_FILE = "rejects.parquet"
+MANIFEST_FILE = "manifest.parquet"
+SAMPLES_PREFIX = "samples"
+SAMPLES_SHARD = f"{SAMPLES_PREFIX}-000000.tar"  # one staging shard per partition
 
 
 class BuildArea:
@@ -45,8 +55,15 @@ class BuildArea:
     def _partition_path(self, partition_id: str) -> str:
         return join(self.path, "partitions", partition_id)
 
+    def partition_uri(self, partition_id: str) -> str:
+        return join(self.uri, "partitions", partition_id)
+
+    def staging_shard(self, partition_id: str) -> str:
+        """The partition's staging shard, relative to the dataset root (the manifest's form)."""
+        return f"{self.rel}/partitions/{partition_id}/{SAMPLES_SHARD}"
+
     def is_done(self, partition_id: str) -> bool:
-        return self.fs.exists(join(self._partition_path(partition_id), STATS_MARKER))
+        return self.fs.exists(join(self._partition_path(partition_id), STATS_FILE))
 
     def done_partitions(self) -> list[str]:
         base = join(self.path, "partitions")
@@ -55,7 +72,7 @@ class BuildArea:
         return sorted(
             p.rstrip("/").rsplit("/", 1)[-1]
             for p in self.fs.ls(base, detail=False)
-            if self.fs.exists(join(p, STATS_MARKER))
+            if self.fs.exists(join(p, STATS_FILE))
         )
 
     def write_partition(
@@ -71,10 +88,9 @@ class BuildArea:
             self.fs.rm(path, recursive=True)
         self.fs.makedirs(path, exist_ok=True)
         rows: list[dict[str, Any]] = []
-        shard_rel = f"{self.rel}/partitions/{partition_id}"
         with ShardWriter(
-            join(self.uri, "partitions", partition_id),
-            prefix="samples",
+            self.partition_uri(partition_id),
+            prefix=SAMPLES_PREFIX,
             max_count=10**9,
             max_bytes=1 << 62,
             digest=False,  # staging shards: each sample's sha256 is in the manifest already
@@ -85,43 +101,40 @@ class BuildArea:
                     {
                         **row,
                         "key": sample.key,
-                        "shard": f"{shard_rel}/samples-000000.tar",
+                        "shard": self.staging_shard(partition_id),
                         "bytes": len(sample.data),
                         "format": sample.ext,
                     }
                 )
         atomic_write_bytes(
-            join(path, "manifest.parquet"),
-            _parquet_bytes(table_from_rows(rows, MANIFEST_SCHEMA)),
+            join(path, MANIFEST_FILE),
+            parquet_bytes(table_from_rows(rows, MANIFEST_SCHEMA)),
             self.fs,
         )
         atomic_write_bytes(
-            join(path, "rejects.parquet"),
-            _parquet_bytes(table_from_rows(list(rejects), REJECTS_SCHEMA)),
+            join(path, REJECTS_FILE),
+            parquet_bytes(table_from_rows(list(rejects), REJECTS_SCHEMA)),
             self.fs,
         )
         stats = {**stats, "partition": partition_id, "accepted": len(rows)}
-        atomic_write_json(join(path, STATS_MARKER), stats, self.fs)
+        atomic_write_json(join(path, STATS_FILE), stats, self.fs)
         return stats
 
     def _read_all(self, name: str, schema: pa.Schema) -> pa.Table:
-        tables = []
-        for partition_id in self.done_partitions():
-            with self.fs.open(join(self._partition_path(partition_id), name), "rb") as handle:
-                tables.append(pq.read_table(handle, schema=schema))
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        paths = [join(self._partition_path(p), name) for p in self.done_partitions()]
+        return read_parquet_files(self.fs, paths, schema)
 
     def manifest(self) -> pa.Table:
         """Accepted samples of every finished partition."""
-        return self._read_all("manifest.parquet", MANIFEST_SCHEMA)
+        return self._read_all(MANIFEST_FILE, MANIFEST_SCHEMA)
 
     def rejects(self) -> pa.Table:
-        return self._read_all("rejects.parquet", REJECTS_SCHEMA)
+        return self._read_all(REJECTS_FILE, REJECTS_SCHEMA)
 
     def partition_stats(self) -> list[dict[str, Any]]:
         stats = []
         for partition_id in self.done_partitions():
-            with self.fs.open(join(self._partition_path(partition_id), STATS_MARKER)) as handle:
+            with self.fs.open(join(self._partition_path(partition_id), STATS_FILE)) as handle:
                 stats.append(json.load(handle))
         return stats
 

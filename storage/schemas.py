@@ -6,7 +6,12 @@ metadata (``mird.schema_version``) and into ``stats.json`` so a reader can tell 
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable
+from typing import Any
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 SCHEMA_VERSION = 1
 
@@ -93,3 +98,20 @@ def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
             raise ValueError(f"unknown {table} column(s): {', '.join(sorted(unknown))}")
     columns = {name: [row.get(name) for row in rows] for name in schema.names}
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as Parquet bytes; fixed writer settings (and no timestamps) keep the same table
+    byte-identical on disk."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", write_statistics=True)
+    return sink.getvalue()
+
+
+def read_parquet_files(fs: Any, paths: Iterable[str], schema: pa.Schema) -> pa.Table:
+    """Read Parquet files of one schema through ``fs`` into one table (empty if no paths)."""
+    tables = []
+    for path in paths:
+        with fs.open(path, "rb") as handle:
+            tables.append(pq.read_table(handle, schema=schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()

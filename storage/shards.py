@@ -56,14 +56,6 @@ class WrittenShard:
     keys: tuple[str, ...]
 
 
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class _HashingFile:
     """A write-only file that hashes and counts what passes through it (no second read).
 

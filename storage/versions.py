@@ -19,7 +19,6 @@ without copying them. One writer per dataset at a time (the build flow has concu
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -38,6 +37,8 @@ from storage.schemas import (
     REJECTS_SCHEMA,
     SCHEMA_VERSION,
     SHARD_STATS_SCHEMA,
+    parquet_bytes,
+    read_parquet_files,
     table_from_rows,
 )
 from storage.shards import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_COUNT, Sample, ShardWriter
@@ -53,13 +54,6 @@ def version_number(version: str) -> int:
     if not match:
         raise ValueError(f"invalid version name {version!r}: expected v1, v2, ...")
     return int(match.group(1))
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    # Fixed writer settings (and no timestamps) keep the same table byte-identical on disk.
-    pq.write_table(table, sink, compression="zstd", write_statistics=True)
-    return sink.getvalue()
 
 
 class Dataset:
@@ -233,7 +227,7 @@ class VersionWriter:
             return
         table = table_from_rows(self._manifest_rows, MANIFEST_SCHEMA)
         name = f"part-{self._manifest_parts:05d}.parquet"
-        atomic_write_bytes(join(self.path, "manifest", name), _parquet_bytes(table), self.fs)
+        atomic_write_bytes(join(self.path, "manifest", name), parquet_bytes(table), self.fs)
         self._manifest_parts += 1
         self._manifest_rows = []
 
@@ -281,17 +275,17 @@ class VersionWriter:
         if self._manifest_parts == 0:  # an empty version still has a readable manifest
             atomic_write_bytes(
                 join(self.path, "manifest", "part-00000.parquet"),
-                _parquet_bytes(MANIFEST_SCHEMA.empty_table()),
+                parquet_bytes(MANIFEST_SCHEMA.empty_table()),
                 self.fs,
             )
         rejects = table_from_rows(self._rejects, REJECTS_SCHEMA)
         atomic_write_bytes(
-            join(self.path, "rejects", "part-00000.parquet"), _parquet_bytes(rejects), self.fs
+            join(self.path, "rejects", "part-00000.parquet"), parquet_bytes(rejects), self.fs
         )
         shard_table = table_from_rows(
             sorted(self._shard_rows, key=lambda r: r["shard"]), SHARD_STATS_SCHEMA
         )
-        atomic_write_bytes(join(self.path, "shards.parquet"), _parquet_bytes(shard_table), self.fs)
+        atomic_write_bytes(join(self.path, "shards.parquet"), parquet_bytes(shard_table), self.fs)
         samples = int(sum(r["samples"] for r in self._shard_rows))
         full_stats = {
             **(stats or {}),
@@ -353,11 +347,7 @@ class PublishedVersion:
         if not fs.exists(base):
             raise VersionNotFoundError(f"{join(self.uri, sub)}: missing")
         parts = sorted(p for p in fs.ls(base, detail=False) if p.endswith(".parquet"))
-        tables = []
-        for part in parts:
-            with fs.open(part, "rb") as handle:
-                tables.append(pq.read_table(handle, schema=schema))
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        return read_parquet_files(fs, parts, schema)
 
     def manifest(self) -> pa.Table:
         return self._read_parquet_dir("manifest", MANIFEST_SCHEMA)
