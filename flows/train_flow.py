@@ -19,18 +19,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation.build import BuildConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig
-
-
-def get_run_context_or_none() -> Any:
-    from prefect.context import FlowRunContext
-
-    return FlowRunContext.get()
-
 
 _RUNNING: dict[str, subprocess.Popen] = {}  # config file -> trainer process (group leader)
 STOP_GRACE_S = 120.0  # time the trainer gets to write its SIGTERM checkpoint
@@ -77,7 +71,8 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def _in_run() -> bool:
-    return get_run_context_or_none() is not None
+    """Inside a flow run (artifacts need one), not a plain call such as ``flow.fn()``."""
+    return FlowRunContext.get() is not None
 
 
 def run_trainer(config: PretrainConfig | FinetuneConfig, gpus: int) -> dict[str, Any]:
