@@ -18,7 +18,7 @@ Wiring (channels at the default width 48; ``B^n`` = block applied n times)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -95,9 +95,7 @@ class DyNet(nn.Module):
 
     def __init__(self, config: DyNetConfig | None = None, **overrides) -> None:
         super().__init__()
-        config = config or DyNetConfig()
-        if overrides:
-            config = DyNetConfig(**{**config.to_dict(), **overrides})
+        config = replace(config or DyNetConfig(), **overrides)  # re-runs the config's checks
         resolve_variant(config.default_variant)
         self.config = config
         c1, h = config.dim, config.heads

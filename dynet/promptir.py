@@ -12,7 +12,7 @@ the prompt stages sit on the decoder side::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -50,9 +50,7 @@ class PromptIR(nn.Module):
 
     def __init__(self, config: PromptIRConfig | None = None, **overrides) -> None:
         super().__init__()
-        config = config or PromptIRConfig()
-        if overrides:
-            config = PromptIRConfig(**{**config.to_dict(), **overrides})
+        config = replace(config or PromptIRConfig(), **overrides)  # re-runs the config's checks
         self.config = config
         c1, h, n = config.dim, config.heads, config.blocks
         c2, c3, c4 = c1 * 2, c1 * 4, c1 * 8
