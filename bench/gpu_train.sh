@@ -5,8 +5,8 @@
 #
 # 1. bench/train.py on CUDA: bf16 autocast, channels_last, batch 8 x 128x128, one full step
 #    (forward, L1, backward, clip, AdamW) of DyNet-L, DyNet-S and the dynamic mix (p = 0.5),
-#    60 s each: images/s and peak GPU memory; plus the patch loader, 1 worker and 12 workers.
-# 2. The real loop (python -m dynet.train) for 150 pre-training steps on generated 512px patch
+#    40 s each: images/s and peak GPU memory; plus the patch loader, 1 worker and 12 workers.
+# 2. The real loop (python -m dynet.train) for 120 pre-training steps on generated 512px patch
 #    shards with 12 loader workers: its metrics.csv shows patches/s and the data-wait share.
 #
 # Python packages the GPU image lacks (carry them as wheels, see the device notes):
@@ -22,8 +22,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" || true
 
-timeout 270 "$PY" bench/train.py --device cuda --precision bf16 --batch 8 --size 128 \
-    --seconds 60 --threads 4 --patches 48 --loader-workers 12 | tee "$OUT/bench_train_gpu.json"
+timeout 230 "$PY" bench/train.py --device cuda --precision bf16 --batch 8 --size 128 \
+    --seconds 40 --threads 4 --patches 48 --loader-workers 12 | tee "$OUT/bench_train_gpu.json"
 
 "$PY" - "$WORK/shards" <<'EOF'
 import sys
@@ -36,7 +36,7 @@ print(",".join(s.uri for s in writer.written))
 EOF
 SHARDS=$(ls "$WORK"/shards/*.tar | paste -sd, -)
 
-timeout 200 "$PY" -m dynet.train --stage pretrain steps=150 batch_size=8 crop=128 \
+timeout 150 "$PY" -m dynet.train --stage pretrain steps=120 batch_size=8 crop=128 \
     "data.shards=[$SHARDS]" data.workers=12 data.prefetch=4 \
     checkpoint.dir="$WORK/ckpt" checkpoint.every_steps=100 \
     log.dir="$OUT/loop" log.every_steps=10 log.progress=false | tee "$OUT/loop_summary.json"

@@ -50,3 +50,17 @@ register_model("dynet", lambda **kw: DyNet(DyNetConfig(**kw)))
 register_model("dynet-l", lambda **kw: DyNet(DyNetConfig(**{"default_variant": "L", **kw})))
 register_model("dynet-s", lambda **kw: DyNet(DyNetConfig(**{"default_variant": "S", **kw})))
 register_model("promptir", lambda **kw: PromptIR(PromptIRConfig(**kw)))
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Give the 4-D weights the channels_last layout (fast convolutions on CUDA).
+
+    ``Module.to(memory_format=...)`` also tries the 5-D prompt parameters, which have no such
+    layout, and fails; only the 4-D tensors are converted here.
+    """
+    import torch
+
+    for param in model.parameters():
+        if param.dim() == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+    return model

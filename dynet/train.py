@@ -45,7 +45,7 @@ from dynet.data import (
     seed_of,
 )
 from dynet.official import load_official_weights
-from dynet.registry import create_model
+from dynet.registry import create_model, to_channels_last
 from dynet.train_config import (
     FinetuneConfig,
     OptimSettings,
@@ -310,7 +310,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         initialise(model, cfg.model.init)
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     opt_class = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
     optimizer = opt_class(
         model.parameters(),

@@ -21,6 +21,7 @@ from dynet import (
     save_weights,
 )
 from dynet.blocks import LayerNorm2d, ffn_hidden_channels
+from dynet.registry import to_channels_last
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -185,3 +186,18 @@ def test_training_state_is_separate_and_safe_to_load(tmp_path):
     assert fresh.state_dict()["state"][0]["exp_avg"].shape == next(model.parameters()).shape
     with pytest.raises(FileNotFoundError, match="nope.pt does not exist"):
         load_training_state(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("arch", ["dynet", "promptir"])
+def test_channels_last_converts_4d_weights_and_keeps_the_output(arch):
+    # Module.to(memory_format=channels_last) fails on the 5-D prompt parameters.
+    model = tiny(arch)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        before = model(x)
+        to_channels_last(model)
+        after = model(x.contiguous(memory_format=torch.channels_last))
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert any(p.dim() == 5 for p in model.parameters())  # the prompts, left as they were
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
