@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export HF_HUB_OFFLINE := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: demo test lint format install serve serve-stop
+.PHONY: demo test lint format install serve serve-stop bench
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ $(SYSTEM_STAMP): | $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mird demo --out demo-output
+
+# Every benchmark with quick settings, one JSON object per line (`$(PY) -m bench --full` for
+# the settings behind bench/README.md's tables; `--only NAME` for one).
+bench: $(STAMP)
+	$(PY) -m bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

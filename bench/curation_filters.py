@@ -6,31 +6,25 @@ and these numpy operations are single-threaded, so no OMP_NUM_THREADS setting is
 Targets (issue 3): the filter path costs at most 1.5x the floor, and is at least 3x faster
 than the naive path.
 
-    .venv/bin/python bench/curation_filters.py --n 12
+    .venv/bin/python -m bench.curation_filters --n 12 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from curation.config import FilterConfig, ProbeConfig  # noqa: E402
-from curation.filters import run_filters  # noqa: E402
-from curation.probe import Prober, _power_of_two_scale  # noqa: E402
-from tests.curation_images import dead_leaves, photo_like_array  # noqa: E402
+from bench.common import Report
+from curation.config import FilterConfig, ProbeConfig
+from curation.filters import run_filters
+from curation.probe import Prober, _power_of_two_scale
+from tests.curation_images import dead_leaves, photo_like_array
 
 
 def make_jpeg(seed: int, size: tuple[int, int] = (4000, 3000), quality: int = 93) -> bytes:
@@ -100,6 +94,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=12, help="distinct generated JPEGs")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.n < 1 or args.rounds < 1:
+        parser.error("--n and --rounds must be at least 1")
+    report = Report("curation_filters", args)
 
     t0 = time.perf_counter()
     files = [make_jpeg(seed) for seed in range(args.n)]
@@ -122,7 +119,6 @@ def main() -> None:
     wall = {name: r["wall"] for name, r in rates.items()}
     cpu = {name: r["cpu"] for name, r in rates.items()}
     result = {
-        "benchmark": "curation_filters",
         "n_images": args.n,
         "rounds": args.rounds,
         "image_size": [4000, 3000],
@@ -141,14 +137,9 @@ def main() -> None:
         "cpu_filter_cost_vs_floor": round(cpu["floor"] / cpu["filter"], 3),
         "cpu_filter_speedup_vs_naive": round(cpu["filter"] / cpu["naive"], 2),
         "accepted_share": sum(v is None for v in verdicts) / len(verdicts),
-        "load_average_1m": round(os.getloadavg()[0], 1),
         "generate_s": round(generate_s, 1),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "pillow": Image.__version__,
     }
-    print(json.dumps(result))
+    report.emit(result)
 
 
 if __name__ == "__main__":

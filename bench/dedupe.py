@@ -1,8 +1,8 @@
 """Benchmark the exact near-duplicate search on synthetic 64-bit hashes; prints one JSON object.
 
-    .venv/bin/python bench/dedupe.py --n 2000000 --d 4
-    .venv/bin/python bench/dedupe.py --n 10000000 --d 4 --dask-local 2
-    .venv/bin/python bench/dedupe.py --n 2000000 --d 4 --stage   # the whole dedupe stage
+    .venv/bin/python -m bench.dedupe --n 2000000 --d 4
+    .venv/bin/python -m bench.dedupe --n 10000000 --d 4 --dask-local 2
+    .venv/bin/python -m bench.dedupe --n 2000000 --d 4 --stage   # the whole dedupe stage
 
 A fraction of the hashes are planted copies of others at Hamming distances 0..d+2 (so some
 are just outside the radius). ``seconds`` (wall clock) times the search only (collapse of
@@ -18,17 +18,13 @@ includes the generated data; with ``--dask-local`` the workers' peaks are listed
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from curation.dedupe import dedupe, near_duplicate_pairs, plan_blocks  # noqa: E402
+from bench.common import Report
+from curation.dedupe import dedupe, near_duplicate_pairs, plan_blocks
 
 
 def _peak_rss_mb() -> float:
@@ -129,6 +125,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.stage and args.dask_local:
         parser.error("--stage runs single-process; drop --dask-local")
+    if args.n < max(args.queries, 2):
+        parser.error("--n must be at least --queries (and 2)")
+    packages = ("dask", "distributed") if args.dask_local else ()
+    report = Report("dedupe", args, packages=packages)
 
     hashes, planted = synthetic_hashes(args.n, args.d, args.planted_fraction, args.seed)
     rng = np.random.default_rng(args.seed + 1)
@@ -173,7 +173,7 @@ def main() -> None:
         result["worker_peak_rss_mb"] = sorted(round(v) for v in worker_rss.values())
     elif args.stage:
         run_stage(hashes, args, queries, result)
-        print(json.dumps(result))
+        report.emit(result)
         return
     else:
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -190,7 +190,7 @@ def main() -> None:
     result["recall"] = recall
     result["recall_queries"] = len(queries)
     result["recall_true_pairs"] = truth
-    print(json.dumps(result))
+    report.emit(result)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ The benchmark talks to one host, so the per-host limit is raised to the thread c
 default of 8 is politeness towards real sites). Prints one JSON object. Target (issue 3):
 ``ratio_to_floor`` >= 0.5 on 2 cores.
 
-    .venv/bin/python bench/fetch.py --n 2000
+    .venv/bin/python -m bench.fetch --n 2000 --repeats 2
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import http.server
 import io
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -36,8 +35,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.common import REPO, Report
+
+# The server, the floor and our path each run in a child process: ``python -m bench.fetch``
+# with a hidden flag, from the repository root.
+SELF = [sys.executable, "-m", "bench.fetch"]
 
 
 # -- the server (its own process) -----------------------------------------------------------
@@ -84,7 +86,7 @@ def start_server(image_dir: Path, work: Path) -> tuple[subprocess.Popen, int, st
         proc = subprocess.Popen(["nginx", "-c", str(conf)])
         time.sleep(0.5)
         return proc, port, "nginx"
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(image_dir), str(port_file)])
+    proc = subprocess.Popen([*SELF, "--serve", str(image_dir), str(port_file)], cwd=REPO)
     deadline = time.monotonic() + 30
     while not (port_file.exists() and port_file.read_text()):
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -202,6 +204,13 @@ def main() -> None:
         return floor(args.floor, args.threads)
     if args.worker:
         return worker(*args.worker, args.threads, float(os.environ["BENCH_SPAWNED_AT"]))
+    if args.n < 1 or args.distinct < 1 or args.repeats < 1:
+        parser.error("--n, --distinct and --repeats must be at least 1")
+    report = Report(
+        "fetch",
+        {k: v for k, v in vars(args).items() if k not in ("serve", "floor", "worker")},
+        packages=("webdataset", "pydantic"),
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
         work = Path(tmp)
@@ -216,10 +225,10 @@ def main() -> None:
             url_file.write_text("\n".join(urls) + "\n")
             runs: dict[str, list[dict]] = {"floor": [], "shards": [], "hash_only": []}
             for repeat in range(args.repeats):
-                runs["floor"].append(_timed([__file__, "--floor", str(url_file)], args.threads))
+                runs["floor"].append(_timed(["--floor", str(url_file)], args.threads))
                 for staging in ("shards", "hash_only"):
                     out_dir = work / f"out-{staging}-{repeat}"
-                    command = [__file__, "--worker", str(url_file), str(out_dir), staging]
+                    command = ["--worker", str(url_file), str(out_dir), staging]
                     runs[staging].append(_timed(command, args.threads))
                     shutil.rmtree(out_dir)
         finally:
@@ -230,7 +239,6 @@ def main() -> None:
     cpu_per_gb = {name: round(r["cpu_s"] / (r["bytes"] / 1e9), 2) for name, r in best.items()}
     ours = best["shards"]
     result = {
-        "benchmark": "fetch",
         "n": args.n,
         "threads": args.threads,
         "server": server_kind,
@@ -251,21 +259,20 @@ def main() -> None:
         "startup_s": round(ours["startup_s"], 2),
         # CPU seconds per GB: a figure that other load on a shared machine does not distort
         "cpu_s_per_gb": cpu_per_gb,
-        "load_average_1m": round(os.getloadavg()[0], 1),
         "runs_s": {name: [round(r["seconds"], 2) for r in rs] for name, rs in runs.items()},
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
     }
-    print(json.dumps(result))
+    report.emit(result)
 
 
 def _timed(command: list[str], threads: int) -> dict:
-    """Run a child process; its JSON line plus wall seconds (from spawn) and CPU seconds."""
+    """Run ``python -m bench.fetch *command`` in a child process; its JSON line plus wall
+    seconds (from spawn) and CPU seconds."""
     cpu_before = _children_cpu_s()
     env = {**os.environ, "BENCH_SPAWNED_AT": repr(time.time())}
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, *command, "--threads", str(threads)],
+        [*SELF, *command, "--threads", str(threads)],
+        cwd=REPO,
         check=True,
         capture_output=True,
         text=True,

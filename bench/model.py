@@ -8,8 +8,8 @@ memory is taken from one training step per model in a fresh child process, so th
 peak (resident set size) belongs to that model alone. Targets (issue 5): the S/L time ratio within
 10 % of the MAC ratio (0.687); DyNet-L no slower than the module-per-repeat implementation.
 
-    .venv/bin/python bench/model.py                      # CPU, batch 4 x 3 x 64 x 64
-    .venv/bin/python bench/model.py --device cuda        # bf16 autocast + channels_last
+    .venv/bin/python -m bench.model --threads 1          # CPU, batch 4 x 3 x 64 x 64
+    .venv/bin/python -m bench.model --device cuda        # bf16 autocast + channels_last
 
 ``--threads`` sets torch's intra-op threads (default: torch's own choice); on a small shared
 CPU, ``--threads 1`` avoids OpenMP threads spinning against other processes.
@@ -18,17 +18,14 @@ CPU, ``--threads 1`` avoids OpenMP threads spinning against other processes.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import platform
 import resource
 import statistics
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import Report
 
 MODELS = {
     "dynet-L": ("dynet", "L"),
@@ -53,6 +50,8 @@ class _Runner:
     def __init__(self, name: str, args: dict) -> None:
         import torch
 
+        from dynet.registry import to_channels_last
+
         torch.manual_seed(0)
         self.torch = torch
         self.device = torch.device(args["device"])
@@ -62,9 +61,7 @@ class _Runner:
         self.x = torch.rand(args["batch"], 3, args["size"], args["size"], device=self.device)
         self.autocast = nullcontext
         if self.device.type == "cuda":
-            for param in self.model.parameters():  # only 4-D tensors have a channels_last layout
-                if param.dim() == 4:
-                    param.data = param.data.contiguous(memory_format=torch.channels_last)
+            to_channels_last(self.model)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
             self.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
         self.kwargs = {} if variant is None else {"variant": variant}
@@ -147,6 +144,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: default)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     args = parser.parse_args()
+    names = args.models.split(",")
+    unknown = sorted(set(names) - MODELS.keys())
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    report = Report("model", args)
 
     import torch
 
@@ -170,7 +174,6 @@ def main() -> None:
         "promptir": complexity(promptir, size=args.size),
     }
     figures["reference-dynet-L"] = figures["dynet-L"]
-    names = args.models.split(",")
     if args.threads:
         torch.set_num_threads(args.threads)
     timings = _interleaved_timings(names, settings)
@@ -204,22 +207,12 @@ def main() -> None:
             ratio = results["dynet-L"][key] / results["reference-dynet-L"][key]
             summary[f"dynet_l_over_reference_{key[:-7]}"] = round(ratio, 3)
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "model",
-                "machine": {
-                    "platform": platform.platform(),
-                    "cpu_count": mp.cpu_count(),
-                    "torch": torch.__version__,
-                    "torch_threads": args.threads or torch.get_num_threads(),
-                    "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-                },
-                "settings": settings,
-                "models": results,
-                "summary": summary,
-            }
-        )
+    report.emit(
+        {
+            "settings": {**settings, "torch_threads": args.threads or torch.get_num_threads()},
+            "models": results,
+            "summary": summary,
+        }
     )
 
 

@@ -6,15 +6,13 @@ noise) are decoded the way the pipeline does (``open_reduced``: JPEG DCT scaling
 same path, to show that the proxy makes the cost independent of the original's resolution.
 Wall and CPU seconds are both reported: on a shared machine CPU seconds say more.
 
-Usage: ``python bench/quality.py [--images 2] [--repeats 2] [--threads 1] [--proxy crops]``;
+Usage: ``python -m bench.quality [--images 2] [--repeats 2] [--threads 1] [--proxy crops]``;
 prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 from PIL import Image
+
+from bench.common import Report
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--proxy", default="reduced", choices=["reduced", "crops"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     args = parser.parse_args()
+    if args.images < 1 or args.repeats < 1:
+        parser.error("--images and --repeats must be at least 1")
+    report = Report("quality", args, packages=("pyiqa", "scikit-image", "scipy", "pydantic"))
 
     import torch
 
@@ -102,8 +105,7 @@ def main() -> None:
         twelve = measure(big, scorers, args.max_side, args.repeats)
         one = measure(small, scorers, args.max_side, args.repeats)
     result = {
-        "benchmark": "quality",
-        "machine": f"{platform.machine()} {torch.get_num_threads()} torch thread(s)",
+        "torch_threads": torch.get_num_threads(),
         "device": next(iter(scorers.values())).device,
         "proxy": config.proxy,
         "max_side": config.max_side,
@@ -114,7 +116,7 @@ def main() -> None:
         "one_mp": one,
         "cost_ratio_12mp_vs_1mp": twelve["total_wall_s"] / one["total_wall_s"],
     }
-    print(json.dumps(result, indent=1))
+    report.emit(result)
 
 
 if __name__ == "__main__":

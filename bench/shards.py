@@ -2,18 +2,19 @@
 
 Writes N samples of S bytes (random, incompressible) with each, plus a raw file write as the
 floor, and prints one JSON object: CPU seconds per GB and MB/s for each, and the ratio.
-Usage: python bench/shards.py [--n 1000] [--size 760000]
+Usage: python -m bench.shards [--n 1000] [--size 760000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
 import tempfile
 import time
+
+from bench.common import Report
 
 
 def _cpu() -> float:
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--size", type=int, default=760_000)
     args = parser.parse_args()
+    if args.n < 1 or args.size < 1:
+        parser.error("--n and --size must be at least 1")
+    report = Report("shards", args, packages=("webdataset",))
     import webdataset as wds
 
     from storage.shards import Sample, ShardWriter, encode_meta
@@ -68,12 +72,12 @@ def main() -> None:
                 "cpu_s_per_gb": round(cpu / gigabytes, 3),
                 "mb_per_s": round(gigabytes * 1000 / wall, 1),
             }
-        print(json.dumps({
+        report.emit({
             "n": args.n, "sample_bytes": args.size, **results,
             "cpu_ratio_webdataset_to_ours": round(
                 results["webdataset"]["cpu_s_per_gb"] / results["ours"]["cpu_s_per_gb"], 2),
             "note": "ours also hashes each shard (sha256) and fsyncs it; webdataset does neither",
-        }))  # fmt: skip
+        })  # fmt: skip
     finally:
         shutil.rmtree(work)
 

@@ -1,7 +1,7 @@
 """Pre-training throughput: the patch loader alone and one optimizer step for L, S and the mix.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/train.py                      # CPU: batch 4, 64x64
-    .venv/bin/python bench/train.py --device cuda --precision bf16 --batch 8 --size 128 \\
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.train                      # CPU: batch 4, 64x64
+    .venv/bin/python -m bench.train --device cuda --precision bf16 --batch 8 --size 128 \\
         --seconds 80 --loader-workers 8                                     # see gpu_train.sh
 
 Prints one JSON object. ``loader_patches_per_s`` is what ONE loader worker delivers (in this
@@ -20,9 +20,7 @@ loader >= 4x a DyNet-L step's consumption at the same batch size; mix <= mean(L,
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,13 +28,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dynet.data import PatchStream  # noqa: E402
-from dynet.degrade import DegradationRecipe  # noqa: E402
-from dynet.registry import create_model  # noqa: E402
-from storage.demo_data import encode, photo_like  # noqa: E402
-from storage.shards import Sample, ShardWriter  # noqa: E402
+from bench.common import Report
+from dynet.data import PatchStream
+from dynet.degrade import DegradationRecipe
+from dynet.registry import create_model, to_channels_last
+from storage.demo_data import encode, photo_like
+from storage.shards import Sample, ShardWriter
 
 
 def make_shards(folder: Path, patches: int, size: int = 512) -> list[str]:
@@ -90,7 +87,7 @@ def bench_steps(args: argparse.Namespace, device: torch.device) -> dict:
     model = create_model("dynet").to(device)
     cuda = device.type == "cuda"
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     bf16 = args.precision == "bf16"
     x = torch.rand(args.batch, 3, args.size, args.size, device=device)
@@ -170,6 +167,9 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=0)
     parser.add_argument("--skip-steps", action="store_true")
     args = parser.parse_args()
+    if min(args.batch, args.size, args.steps, args.patches, args.loader_batches) < 1:
+        parser.error("--batch, --size, --steps, --patches and --loader-batches must be >= 1")
+    report = Report("train", args, packages=("webdataset",))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -181,7 +181,6 @@ def main() -> None:
             "batch": args.batch,
             "size": args.size,
             "precision": args.precision,
-            "torch": torch.__version__,
         }
         result.update(
             bench_loader(shards, args.batch, args.size, args.loader_batches, args.loader_workers)
@@ -196,7 +195,7 @@ def main() -> None:
             "mix_within_5pct_of_drawn_mean": result["mix_over_drawn_mean"] <= 1.05,
         }
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result))
+    report.emit(result)
 
 
 if __name__ == "__main__":

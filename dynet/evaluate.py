@@ -784,6 +784,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"Weights `{results['weights']}` ({results['arch']}), data `{results['data_root']}`, "
         f"device {results['device']}, {results['created']}.",
         "",
+        *([f"> {results['note']}", ""] if results.get("note") else []),
         "## PSNR (dB) / SSIM on RGB — the paper's protocol",
         "",
         header,
@@ -948,9 +949,11 @@ def run_evaluation(
     device: str | torch.device = "auto",
     complexity_size: int = 224,
     progress: ProgressFn | None = None,
+    note: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Load ``weights``, evaluate each requested variant, write the result files.
 
+    ``note`` is printed above the tables (e.g. that the test data is not the real one).
     Returns the results (as written to results.json) and the paths written.
     """
     model, arch = load_network(weights, arch)
@@ -972,4 +975,6 @@ def run_evaluation(
         progress=progress,
     )
     results = results_dict(evaluation)
+    if note:
+        results["note"] = note
     return results, write_results(results, out_dir)

@@ -61,7 +61,21 @@ def register(app: typer.Typer) -> None:
         dask_local: int = typer.Option(0, help="Start a local Dask cluster of N workers."),
         verbose: bool = typer.Option(False, help="Show Prefect's logs."),
     ) -> None:
-        """Build and publish the next version of a dataset (Prefect runs locally)."""
+        """Build and publish the next version of a dataset (Prefect runs locally).
+
+        Runs the flow build-million-ird: fetch, filters, dedupe, IQA, publish. A rerun
+        skips finished partitions; by default the build adds to the latest version
+        (--full: all again). Every option of the build is in --config (see
+        docs/configuration.md); the options here override the file. Prints the
+        published version's URI.
+
+        Examples:
+
+            mird build urls.parquet photos/ --root data/datasets --name million-ird
+            mird build --config build.yaml --dask-local 4
+            mird build --config build.yaml --dask-address tcp://scheduler:8786
+            mird build list.txt --root data/datasets --allow-host 127.0.0.1
+        """
         # Quiet by default: a failed flow run makes Prefect log the traceback at ERROR, and the
         # CLI's contract is one line per error (main() prints it); --verbose shows it all.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")

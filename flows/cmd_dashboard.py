@@ -15,7 +15,17 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed of the random kept/rejected examples."),
         examples: int = typer.Option(24, help="How many kept and rejected thumbnails each."),
     ) -> None:
-        """Build a self-contained HTML dashboard of a dataset version; prints its path."""
+        """Build a self-contained HTML dashboard of a dataset version; prints its path.
+
+        Funnel per stage and reason, sources, resolutions, IQA distributions with
+        their thresholds, near-duplicate clusters, kept and rejected examples. Needs
+        no network to view.
+
+        Examples:
+
+            mird dashboard data/datasets/million-ird
+            mird dashboard data/datasets/million-ird/v1 --out v1-dash --examples 48
+        """
         from flows.dashboard import build_dashboard
 
         path = build_dashboard(

@@ -48,7 +48,18 @@ def register(app: typer.Typer) -> None:
             224, "--complexity-size", help="Input side for MACs (0 skips the complexity columns)."
         ),
     ) -> None:
-        """Evaluate DyNet (or PromptIR) weights on the all-in-one test sets; write the table."""
+        """Evaluate DyNet (or PromptIR) weights on the all-in-one test sets; write the table.
+
+        The paper's protocol: PSNR/SSIM on BSD68 (sigma 15/25/50), Rain100L and SOTS
+        outdoor, beside the published rows; results as Markdown, CSV and JSON under
+        --out.
+
+        Examples:
+
+            mird evaluate --weights weights.safetensors --data data --variant all
+            mird evaluate --weights dynet.ckpt --arch dynet --data data --variant S
+            mird evaluate --weights w.safetensors --data data --tasks derain,dehaze
+        """
         import warnings
 
         from rich.console import Console

@@ -17,7 +17,16 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("png", "--format", help="png (lossless), jpg or webp."),
         name: str = typer.Option(None, help="Target dataset name [default: NAME-patches]."),
     ) -> None:
-        """Publish a new version of NAME-patches: fixed-size crops with parent key and box."""
+        """Publish a new version of NAME-patches: fixed-size crops with parent key and box.
+
+        The same as the flow extract-patches; the patch shards feed `mird train
+        pretrain`.
+
+        Examples:
+
+            mird patches data/datasets/million-ird
+            mird patches data/datasets/million-ird/v2 --size 256 --stride 192
+        """
         from rich.progress import Progress
 
         from curation.patches import PatchConfig, extract_patches

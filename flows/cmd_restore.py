@@ -159,7 +159,17 @@ def register(app: typer.Typer) -> None:
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        """Restore IMAGES with DyNet/PromptIR weights, writing OUT/<name>.png."""
+        """Restore IMAGES with DyNet/PromptIR weights, writing OUT/<name>.png.
+
+        Any image size: images are restored tile by tile. Weights are project
+        .safetensors files (from `mird train`) or official DyNet/PromptIR checkpoints
+        (give --arch).
+
+        Examples:
+
+            mird restore photo.jpg --weights w.safetensors --variant S --out restored
+            mird restore a.png b.png --weights dynet.ckpt --arch dynet --out restored
+        """
         written = restore_images(
             images, weights, out, variant, arch, tile, overlap, device, not quiet, tiles_per_batch
         )

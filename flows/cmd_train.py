@@ -33,7 +33,19 @@ def register(app: typer.Typer) -> None:
             False, "--show-config", help="Print the resolved config as JSON and exit."
         ),
     ) -> None:
-        """Dynamic pre-training or all-in-one fine-tuning; resumes from the newest checkpoint."""
+        """Dynamic pre-training or all-in-one fine-tuning; resumes from the newest checkpoint.
+
+        The config file's keys and the KEY=VALUE overrides are the dotted names of
+        docs/configuration.md. Prints a JSON summary (weights path, steps, loss) at
+        the end.
+
+        Examples:
+
+            mird train pretrain --config pretrain.yaml
+            mird train finetune --config finetune.yaml optim.lr=1e-4 data.workers=8
+            mird train pretrain --config pretrain.yaml --nproc-per-node 8
+            mird train finetune --show-config
+        """
         from dynet.train_config import load_config
 
         cfg = load_config(config, overrides or [], stage.value)  # validate before launching

@@ -11,7 +11,16 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Argument(..., help="ROOT/NAME (all versions) or ROOT/NAME/vN"),
         max_problems: int = typer.Option(50, help="How many problems to print at most."),
     ) -> None:
-        """Verify published dataset versions; exits 1 on any problem."""
+        """Verify published dataset versions; exits 1 on any problem.
+
+        Re-hashes every sample of every shard and checks the manifest against the
+        shards both ways (missing, extra or altered samples, shard checksums).
+
+        Examples:
+
+            mird verify data/datasets/million-ird
+            mird verify data/datasets/million-ird/v2 --max-problems 10
+        """
         from rich.console import Console
         from rich.progress import Progress
 

@@ -52,7 +52,8 @@ def fetch_weights(names: list[str]) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     weights = typer.Typer(
-        help="Manage IQA model weights (downloads happen only here, never at run time).",
+        help="Manage IQA model weights (downloads happen only here, never at run time).\n\n"
+        "Example:\n\n    mird weights fetch nima",
         no_args_is_help=True,
     )
 
@@ -62,7 +63,16 @@ def register(app: typer.Typer) -> None:
             ..., help="pyiqa metric names, e.g. nima musiq topiq_nr clipiqa"
         ),
     ) -> None:
-        """Download the weights of pyiqa metrics into the torch hub / Hugging Face caches."""
+        """Download the weights of pyiqa metrics into the torch hub / Hugging Face caches.
+
+        Needs internet. niqe, brisque and piqe need nothing (their parameters ship
+        with the package); other metrics score offline once their weights are cached.
+
+        Examples:
+
+            mird weights fetch nima
+            mird weights fetch musiq topiq_nr clipiqa
+        """
         for line in fetch_weights(names):
             typer.echo(line)
 

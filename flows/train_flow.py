@@ -150,12 +150,13 @@ def evaluate_dynet(
     tasks: list[str] | None = None,
     out_dir: str = "eval-output",
     arch: str | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
     """The paper's protocol; publishes the comparison table as a Markdown artifact."""
     from dynet.evaluate import results_markdown, run_evaluation
 
     results, paths = run_evaluation(
-        weights, data, arch=arch, variant=variant, tasks=tasks, out_dir=out_dir
+        weights, data, arch=arch, variant=variant, tasks=tasks, out_dir=out_dir, note=note
     )
     if _in_run():
         create_markdown_artifact(results_markdown(results), key="evaluation-results")
@@ -172,6 +173,9 @@ class PipelineConfig(BaseModel):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     eval_data: str | None = Field(None, description="root of the official test layout")
+    eval_note: str | None = Field(
+        None, description="a sentence printed above the results table (what the data is)"
+    )
     gpus: int = Field(0, ge=0)
 
 
@@ -198,5 +202,7 @@ def million_ird_pipeline(config: PipelineConfig) -> dict[str, Any]:
                               "pretrain": pre, "finetune": fine}  # fmt: skip
     if config.eval_data:
         out = str(Path(fine["weights"]).parent / "evaluation")
-        result["evaluation"] = evaluate_dynet(fine["weights"], config.eval_data, out_dir=out)
+        result["evaluation"] = evaluate_dynet(
+            fine["weights"], config.eval_data, out_dir=out, note=config.eval_note
+        )
     return result
