@@ -29,7 +29,7 @@ from curation.dedupe import DEFAULT_DISTANCE, dedupe
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
 from curation.partition import run_partition
 from curation.patches import PatchConfig
-from curation.publish import publish_build
+from curation.publish import EXTRA_COLUMNS_FILE, publish_build
 from curation.quality import QualityConfig, QualityScorer
 from curation.records import AcceptedRecord, Partition, Reject
 from curation.sources import iter_all_partitions
@@ -59,6 +59,9 @@ def is_transient(reason: str) -> bool:
 
 
 class DedupeConfig(BaseModel):
+    """Global removal of exact (sha256) and near (perceptual hash) duplicates, this build's
+    samples against each other and against the parent version's."""
+
     model_config = ConfigDict(extra="forbid")
 
     distance: int = Field(
@@ -74,10 +77,19 @@ class DedupeConfig(BaseModel):
 
 
 class PublishConfig(BaseModel):
+    """How a build's kept samples become a published version."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_shard_bytes: int = Field(1_000_000_000, ge=1, description="~1 GB shards, balanced")
-    max_shard_count: int = Field(100_000, ge=1)
+    max_shard_bytes: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="most image bytes in one final shard (~1 GB); the fewest shards that "
+        "respect both limits are cut, balanced in bytes",
+    )
+    max_shard_count: int = Field(
+        100_000, ge=1, description="most samples in one final shard (the other shard limit)"
+    )
     license: str = Field("other", description="dataset card licence (sources keep their own)")
     keep_build_area: bool = Field(
         False, description="keep staging shards after publishing (for debugging, dashboards)"
@@ -191,6 +203,9 @@ class StagingSink:
         self._scoring = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._prepared: dict[str, dict[str, Any]] = {}
+        # key -> the source's keep_columns values; the manifest has no column for them, so
+        # they travel in a side file that publish puts into each sample's .json member
+        self.extra_columns: dict[str, dict[str, Any]] = {}
 
     def prepare(self, record: AcceptedRecord) -> Reject | None:
         image = record.image
@@ -241,6 +256,8 @@ class StagingSink:
         meta = {"key": record.id, "url": record.candidate.url, "source": record.candidate.source}
         self.writer.write(Sample(record.id, record.data, record.format, meta))
         self.rows.append(row)
+        if record.candidate.extra:
+            self.extra_columns[record.id] = record.candidate.extra
         return None
 
     def finish(self) -> dict[str, Any]:
@@ -248,6 +265,9 @@ class StagingSink:
         self.rows.sort(key=lambda row: row["key"])
         table = table_from_rows(self.rows, MANIFEST_SCHEMA)
         atomic_write_bytes(join(self.partition_uri, MANIFEST_FILE), parquet_bytes(table))
+        if self.extra_columns:
+            text = json.dumps(self.extra_columns, sort_keys=True, default=str)
+            atomic_write_bytes(join(self.partition_uri, EXTRA_COLUMNS_FILE), text.encode())
         return {"staged": len(self.rows)}
 
     def abort(self) -> None:

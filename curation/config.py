@@ -27,12 +27,27 @@ class SourceConfig(_Model):
     format: SourceFormat = Field(
         "auto", description="auto: from the extension (.txt/.csv/.tsv/.jsonl/.parquet[.gz])"
     )
-    url_column: str = "url"
-    caption_column: str | None = "caption"  # missing column -> no captions, not an error
-    license_column: str | None = "license"
+    url_column: str = Field(
+        "url",
+        description="URL lists: column (JSON key) holding the image URL; a list without it is "
+        "an error (.txt lists are one URL per line)",
+    )
+    caption_column: str | None = Field(
+        "caption",
+        description="URL lists: column copied to the manifest's and the shard JSON's caption; "
+        "a missing column or None: no captions (not an error)",
+    )
+    license_column: str | None = Field(
+        "license",
+        description="URL lists: column copied to each sample's license (manifest and shard "
+        "JSON); a missing column or None: no licence recorded",
+    )
     keep_columns: list[str] = Field(
         default_factory=list,
-        description="other columns kept as provenance (img2dataset's save_additional_columns)",
+        description="csv/tsv/jsonl/parquet lists: other columns kept as provenance "
+        "(img2dataset's save_additional_columns), published in each sample's .json member "
+        'as "extra": {column: value}; not in the Parquet manifest. A listed column missing '
+        "from the list is an error",
     )
     extensions: list[str] = Field(
         default_factory=lambda: ["jpg", "jpeg", "png", "webp", "avif", "tif", "tiff", "bmp"],
@@ -178,7 +193,11 @@ class FilterConfig(_Model):
 class CurationConfig(_Model):
     """Everything the collect-and-filter half of a build needs."""
 
-    sources: list[SourceConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="inputs read in order; at least one is needed to build, and their names "
+        "must be unique",
+    )
     partition_size: int = Field(
         2000,
         ge=1,

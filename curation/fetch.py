@@ -236,13 +236,14 @@ class _ConnectionPool:
         self._lock = threading.Lock()
 
     def get(
-        self, key: _Key, addresses: list[str] | None
+        self, key: _Key, addresses: list[str] | None, fresh: bool = False
     ) -> tuple[http.client.HTTPConnection, bool]:
-        """(connection, reused): an idle kept-alive one, or a new one (not yet connected) that
-        will connect only to ``addresses`` when given (the SSRF guard's vetted answer)."""
+        """(connection, reused): an idle kept-alive one (unless ``fresh``), or a new one (not
+        yet connected) that will connect only to ``addresses`` when given (the SSRF guard's
+        vetted answer)."""
         with self._lock:
             idle = self._idle.get(key)
-            if idle:
+            if idle and not fresh:
                 return idle.pop(), True
         scheme, host, port = key
         if scheme == "https":
@@ -268,6 +269,14 @@ class _ConnectionPool:
     @staticmethod
     def discard(conn: http.client.HTTPConnection) -> None:
         conn.close()
+
+    def drop_idle(self, key: _Key) -> None:
+        """Close a host's idle connections: when one turned out closed by the server, the
+        others, idle as long, usually are too."""
+        with self._lock:
+            idle = self._idle.pop(key, [])
+        for conn in idle:
+            conn.close()
 
     def close_all(self) -> None:
         with self._lock:
@@ -423,9 +432,11 @@ class Fetcher:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 if not reused:
                     raise
-                # A kept-alive connection the server had closed meanwhile: retry on a new one.
+                # A kept-alive connection the server had closed meanwhile: retry on a new one
+                # (not the next idle one, likely closed as well), and drop the host's others.
                 self._pool.discard(conn)
-                conn, reused = self._pool.get(key, addresses)
+                self._pool.drop_idle(key)
+                conn, reused = self._pool.get(key, addresses, fresh=True)
                 conn.request("GET", target, headers=self._headers)
                 response = conn.getresponse()
             location = response.getheader("location")

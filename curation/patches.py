@@ -24,6 +24,8 @@ Image.MAX_IMAGE_PIXELS = 300_000_000  # published images were probed already; st
 
 
 class PatchConfig(BaseModel):
+    """How the patches product cuts fixed-size crops from a published version."""
+
     model_config = ConfigDict(extra="forbid")
 
     size: int = Field(512, ge=16, description="Patch side in pixels (the paper: 512).")
@@ -38,7 +40,12 @@ class PatchConfig(BaseModel):
     max_flat_fraction: float = Field(
         0.5, ge=0, le=1, description="Skip patches with more flat cells than this (as LSDIR)."
     )
-    max_shard_bytes: int = Field(1_000_000_000, ge=1)
+    max_shard_bytes: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="A shard is closed before a patch would take it past this many bytes "
+        "(~1 GB; a single larger patch still gets its own shard).",
+    )
 
 
 def flat_fraction(gray: np.ndarray, cell: int, threshold: float) -> float:

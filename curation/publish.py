@@ -10,9 +10,10 @@ host enters a manifest or shard, so the same inputs and config give byte-identic
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,21 @@ from storage.versions import Dataset, PublishedVersion
 
 #: Manifest columns copied into each sample's ``.json`` member (cheap to read in a DataLoader).
 META_COLUMNS = ("key", "source", "url", "sha256", "width", "height", "license", "caption")
+#: Beside a partition's staging manifest: key -> the source's ``keep_columns`` values (JSON).
+#: The manifest has no column for them; publish puts them into the sample's ``.json`` member
+#: under ``extra``.
+EXTRA_COLUMNS_FILE = "extra_columns.json"
+
+
+def staged_extra_columns(dataset: Dataset, shards: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """key -> kept source columns, from the side files of the partitions of ``shards``."""
+    found: dict[str, dict[str, Any]] = {}
+    for shard in shards:
+        path = join(dataset.path, shard.rsplit("/", 1)[0], EXTRA_COLUMNS_FILE)
+        if dataset.fs.exists(path):
+            with dataset.fs.open(path, "rb") as handle:
+                found.update(json.load(handle))
+    return found
 
 
 def balanced_boundaries(sizes: list[int], max_bytes: int, max_count: int) -> list[int]:
@@ -145,8 +161,10 @@ def publish_build(
     kept = kept.take(pc.sort_indices(kept, sort_keys=[("key", "ascending")]))
 
     locations = {}
-    for shard in sorted(set(kept.column("shard").to_pylist())):
+    staging_shards = sorted(set(kept.column("shard").to_pylist()))
+    for shard in staging_shards:
         locations.update(index_tar(join(dataset.uri, shard)))
+    extra_columns = staged_extra_columns(dataset, staging_shards)
 
     rows = kept.to_pylist()
     sizes = [row["bytes"] for row in rows]
@@ -172,6 +190,8 @@ def publish_build(
                         if row[f"iqa_{m}"] is not None
                     }
                 )
+                if row["key"] in extra_columns:
+                    meta["extra"] = extra_columns[row["key"]]
                 row = {k: v for k, v in row.items() if k not in ("shard", "bytes", "format")}
                 writer.write_sample(Sample(meta["key"], data, location.ext, meta), row)
                 if progress is not None:

@@ -82,7 +82,11 @@ class QualityConfig(BaseModel):
     max_side: int = Field(1024, ge=128, le=4096, description="long side of the reduced decode")
     crop_size: int = Field(512, ge=128, le=2048, description="side of each crop (proxy=crops)")
     crops: Literal[1, 5] = Field(5, description="1: centre crop; 5: centre and four quadrants")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="where the metrics run; auto: cuda when available, else cpu (cuda without "
+        "a GPU is an error)",
+    )
     batch_size: int = Field(8, ge=1, le=256, description="images (or crops) per forward pass")
 
     @field_validator("metrics")

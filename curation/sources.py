@@ -70,6 +70,11 @@ def iter_candidates(source: SourceConfig) -> Iterator[Candidate]:
     """Every candidate of ``source`` in a deterministic order."""
     fmt = detect_format(source)
     name = source_name(source)
+    if source.keep_columns and fmt in ("files", "txt"):
+        raise SourceError(
+            f"source {source.uri}: keep_columns needs a csv/tsv/jsonl/parquet URL list, "
+            f"not a {fmt} source"
+        )
     if fmt == "files":
         yield from _file_candidates(source, name)
         return

@@ -158,13 +158,25 @@ def cells_to_pixels(cells: torch.Tensor, block: int, h: int, w: int) -> torch.Te
 
 
 class _Op(BaseModel):
+    """One degradation of the recipe.
+
+    Each range is ``[low, high]``; a value is drawn from it every time the op is applied, i.e.
+    once per patch (twice if ``chain`` happens to draw the op twice).
+    """
+
     model_config = ConfigDict(extra="forbid")
     weight: float = Field(1.0, ge=0, description="Relative chance of this degradation.")
 
 
 class NoiseOp(_Op):
-    kind: Literal["noise"] = "noise"
-    sigma: Range = (5.0, 50.0)
+    """Additive white Gaussian noise."""
+
+    kind: Literal["noise"] = Field("noise", description="Selects this degradation.")
+    sigma: Range = Field(
+        (5.0, 50.0),
+        description="Noise standard deviation on the 0-255 scale, "
+        "one value drawn uniformly per patch.",
+    )
     quantize: bool = Field(False, description="Round to uint8 as the test protocol does.")
 
     def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -172,35 +184,73 @@ class NoiseOp(_Op):
 
 
 class JpegOp(_Op):
-    kind: Literal["jpeg"] = "jpeg"
-    quality: tuple[int, int] = (20, 90)
+    """A JPEG encode/decode round trip (Pillow, 4:2:0)."""
+
+    kind: Literal["jpeg"] = Field("jpeg", description="Selects this degradation.")
+    quality: tuple[int, int] = Field(
+        (20, 90),
+        description="Pillow JPEG quality (1-95, lower is blockier), "
+        "one integer drawn uniformly per patch, both ends included.",
+    )
 
     def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return jpeg(image, _randint(gen, *self.quality))
 
 
 class BlurOp(_Op):
-    kind: Literal["blur"] = "blur"
-    sigma: Range = (0.5, 3.0)
+    """Isotropic Gaussian blur (kernel radius ceil(3 sigma), reflect padding)."""
+
+    kind: Literal["blur"] = Field("blur", description="Selects this degradation.")
+    sigma: Range = Field(
+        (0.5, 3.0),
+        description="Gaussian standard deviation in pixels, one value drawn uniformly per patch.",
+    )
 
     def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return gaussian_blur(image, _uniform(gen, *self.sigma))
 
 
 class MotionBlurOp(_Op):
-    kind: Literal["motion_blur"] = "motion_blur"
-    length: tuple[int, int] = (5, 15)
+    """Linear motion blur along a direction drawn uniformly from 0-180 degrees."""
+
+    kind: Literal["motion_blur"] = Field("motion_blur", description="Selects this degradation.")
+    length: tuple[int, int] = Field(
+        (5, 15),
+        description="Length of the blur line in pixels, "
+        "one integer drawn uniformly per patch, both ends included.",
+    )
 
     def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return motion_blur(image, _randint(gen, *self.length), _uniform(gen, 0, 180))
 
 
 class RainOp(_Op):
-    kind: Literal["rain"] = "rain"
-    density: Range = (0.002, 0.01)
-    length: tuple[int, int] = (10, 30)
-    angle: Range = (60.0, 120.0)
-    intensity: Range = (0.3, 0.8)
+    """Synthetic rain: sparse seeds smeared into slanted streaks, screen-blended (only brightens).
+
+    All four parameters are drawn once per application, so one patch's streaks share them.
+    """
+
+    kind: Literal["rain"] = Field("rain", description="Selects this degradation.")
+    density: Range = Field(
+        (0.002, 0.01),
+        description="Share of pixels that start a streak (0-1), "
+        "one value drawn uniformly per patch.",
+    )
+    length: tuple[int, int] = Field(
+        (10, 30),
+        description="Streak length in pixels, "
+        "one integer drawn uniformly per patch, both ends included.",
+    )
+    angle: Range = Field(
+        (60.0, 120.0),
+        description="Streak direction in degrees from the horizontal, counter-clockwise (90: "
+        "vertical), one value drawn uniformly per patch.",
+    )
+    intensity: Range = Field(
+        (0.3, 0.8),
+        description="Streak brightness (0-1) before the screen blend, "
+        "one value drawn uniformly per patch.",
+    )
 
     def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return rain_streaks(
@@ -214,9 +264,20 @@ class RainOp(_Op):
 
 
 class HazeOp(_Op):
-    kind: Literal["haze"] = "haze"
-    beta: Range = (0.6, 2.0)
-    airlight: Range = (0.7, 1.0)
+    """Atmospheric scattering I = J t + A (1 - t), t = exp(-beta * depth), depth a synthetic
+    relative depth in [0, 1] (far at the top, smooth random variation)."""
+
+    kind: Literal["haze"] = Field("haze", description="Selects this degradation.")
+    beta: Range = Field(
+        (0.6, 2.0),
+        description="Scattering coefficient per unit of relative depth (larger: denser haze; "
+        "t at the farthest point is exp(-beta)); one value drawn uniformly per patch.",
+    )
+    airlight: Range = Field(
+        (0.7, 1.0),
+        description="Atmospheric light A, the colour haze fades to, as an intensity 0-1 "
+        "(grey: the same on every channel); one value drawn uniformly per patch.",
+    )
 
     def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return haze(image, gen, _uniform(gen, *self.beta), _uniform(gen, *self.airlight))
@@ -236,7 +297,11 @@ class DegradationRecipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ops: list[Degradation] = Field(default_factory=_default_ops)
+    ops: list[Degradation] = Field(
+        default_factory=_default_ops,
+        description="Degradations to draw from (by weight, chain times per patch), one entry "
+        "per kind as below; the same kind may appear more than once with other ranges.",
+    )
     chain: int = Field(
         1, ge=0, description="Degradations applied in a row, each drawn by weight (0: none)."
     )

@@ -38,8 +38,17 @@ class _Strict(BaseModel):
 class VariantChoice(_Strict):
     """A depth to train: ``L``, ``S`` or four repeat counts, with its draw probability."""
 
-    variant: str | tuple[int, int, int, int] = "L"
-    probability: float = Field(1.0, ge=0)
+    variant: str | tuple[int, int, int, int] = Field(
+        "L",
+        description="L (DyNet-L, repeats 4/6/6/8), S (DyNet-S, 2/3/3/4) or four block repeat "
+        "counts, one per encoder/decoder level.",
+    )
+    probability: float = Field(
+        1.0,
+        ge=0,
+        description="Relative weight of this variant in variant_mode=sample (normalised over "
+        "all variants, so they need not sum to 1); ignored when variant_mode=all.",
+    )
 
     @field_validator("variant")
     @classmethod
@@ -55,7 +64,13 @@ class VariantChoice(_Strict):
 
 
 class ModelSettings(_Strict):
-    arch: str = "dynet"
+    """The network to train and which of its depths each step trains."""
+
+    arch: str = Field(
+        "dynet",
+        description="Registered architecture name (dynet.registry): dynet, dynet-l, dynet-s or "
+        "promptir.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the network's config (e.g. dim)."
     )
@@ -63,7 +78,8 @@ class ModelSettings(_Strict):
         default_factory=lambda: [
             VariantChoice(variant="L", probability=0.5),
             VariantChoice(variant="S", probability=0.5),
-        ]
+        ],
+        description="Depths trained on the shared weights (at least one).",
     )
     variant_mode: Literal["sample", "all"] = Field(
         "sample",
@@ -86,33 +102,71 @@ class ModelSettings(_Strict):
 
 
 class OptimSettings(_Strict):
-    name: Literal["adam", "adamw"] = "adamw"
-    lr: float = Field(1e-4, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
-    decay_steps: int | None = Field(
-        None, description="Cosine horizon in steps (default: the run's steps)."
+    """Optimizer and learning-rate schedule (the schedule is a pure function of the step)."""
+
+    name: Literal["adam", "adamw"] = Field(
+        "adamw", description="torch.optim.Adam or AdamW (decoupled weight decay)."
     )
-    min_lr: float = Field(0.0, ge=0)
+    lr: float = Field(
+        1e-4, gt=0, description="Peak learning rate (reached after the warm-up, if any)."
+    )
+    betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Adam's (beta1, beta2) moment decay rates."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="Weight decay factor passed to the optimizer (0: none)."
+    )
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine",
+        description="After the linear warm-up: cosine from lr down to min_lr, or constant lr.",
+    )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="Steps of linear warm-up from lr/warmup_steps to lr (0: none); pre-training "
+        "only, fine-tuning uses warmup_epochs.",
+    )
+    decay_steps: int | None = Field(
+        None,
+        description="Cosine horizon in steps (default: the run's steps); pre-training only, "
+        "fine-tuning uses cosine_epochs.",
+    )
+    min_lr: float = Field(
+        0.0, ge=0, description="Learning rate at the end of the cosine horizon and after it."
+    )
     grad_clip: float | None = Field(1.0, description="Max global grad norm; None disables.")
     ema_decay: float | None = Field(None, description="e.g. 0.999; None disables the EMA.")
 
 
 class CheckpointSettings(_Strict):
+    """Where and how often the resumable training state is saved."""
+
     dir: str = Field("runs/dynet/checkpoints", description="Local path or fsspec URI.")
-    every_steps: int = Field(1000, ge=1)
-    keep_last: int = Field(3, ge=1)
+    every_steps: int = Field(
+        1000,
+        ge=1,
+        description="Save every this many optimizer steps (also at the end and on SIGTERM).",
+    )
+    keep_last: int = Field(
+        3, ge=1, description="Checkpoints kept in dir; older ones are deleted after a save."
+    )
     resume: bool = Field(True, description="Continue from the newest checkpoint in dir.")
 
 
 class RuntimeSettings(_Strict):
+    """Device, precision and torch switches: how a run executes, not what it learns."""
+
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (DDP: local rank).")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA.")
     channels_last: bool | None = Field(None, description="None: on for CUDA.")
-    compile: bool = False
-    deterministic: bool = False
+    compile: bool = Field(
+        False, description="Wrap the model in torch.compile (slow first steps, faster after)."
+    )
+    deterministic: bool = Field(
+        False,
+        description="torch.use_deterministic_algorithms(True): bitwise repeatable kernels, "
+        "slower; ops without a deterministic version raise.",
+    )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: default).")
     max_bad_steps: int = Field(
         10, ge=1, description="Stop after this many NaN/inf losses in a row (each is skipped)."
@@ -120,18 +174,37 @@ class RuntimeSettings(_Strict):
 
 
 class LogSettings(_Strict):
-    dir: str = "runs/dynet/logs"
-    every_steps: int = Field(10, ge=1)
-    tensorboard: bool = False
+    """Training metrics: metrics.jsonl and metrics.csv in dir, optionally TensorBoard."""
+
+    dir: str = Field(
+        "runs/dynet/logs",
+        description="Local folder of metrics.jsonl/metrics.csv (and the final weights when "
+        "checkpoint.dir is not local).",
+    )
+    every_steps: int = Field(
+        10, ge=1, description="Write a metrics row every this many optimizer steps (and the last)."
+    )
+    tensorboard: bool = Field(
+        False, description="Also write the metrics as TensorBoard scalars under dir/tensorboard."
+    )
     progress: bool | None = Field(None, description="None: a progress bar on a terminal.")
 
 
 class _TrainConfig(_Strict):
-    seed: int = 0
+    seed: int = Field(
+        0,
+        description="Seeds model init, variant draws, shard order, crops and degradations: "
+        "the same seed and data give the same run, also when resumed.",
+    )
     steps: int = Field(..., ge=1, description="Optimizer steps of the whole run.")
     batch_size: int = Field(..., ge=1, description="Global batch (all processes, accumulated).")
     accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    crop: int = Field(128, ge=8)
+    crop: int = Field(
+        128,
+        ge=8,
+        description="Side in pixels of the random square training crop (flip/rotation "
+        "augmented); images smaller than it are an error.",
+    )
     clamp_output: bool = Field(False, description="L1 on the output clamped to [0, 1].")
     model: ModelSettings = Field(default_factory=ModelSettings)
     optim: OptimSettings = Field(default_factory=OptimSettings)
@@ -141,16 +214,30 @@ class _TrainConfig(_Strict):
 
 
 class PretrainData(_Strict):
+    """The pre-training patch stream: WebDataset shards, read and degraded on the fly."""
+
     shards: list[str] = Field(
         default_factory=list, description="Shard URIs (tar); or give dataset_root + dataset."
     )
-    dataset_root: str | None = None
+    dataset_root: str | None = Field(
+        None, description="Storage root holding dataset (used only when shards is empty)."
+    )
     dataset: str | None = Field(None, description="A published patches dataset name.")
     version: str | None = Field(None, description="Its version (default: latest).")
-    resample: bool = True
-    shuffle_buffer: int = Field(256, ge=1)
-    workers: int = Field(4, ge=0)
-    prefetch: int = Field(2, ge=1)
+    resample: bool = Field(
+        True,
+        description="True: each stream draws shards with replacement (seeded); False: seeded "
+        "per-epoch permutations of the shards split over all streams.",
+    )
+    shuffle_buffer: int = Field(
+        256, ge=1, description="Samples held per stream for the seeded in-shard shuffle."
+    )
+    workers: int = Field(
+        4, ge=0, description="DataLoader worker processes per rank (0: load in the main process)."
+    )
+    prefetch: int = Field(
+        2, ge=1, description="Batches each worker loads ahead (ignored when workers is 0)."
+    )
     degradations: DegradationRecipe = Field(default_factory=DegradationRecipe)
 
     def shard_uris(self) -> list[str]:
@@ -164,20 +251,39 @@ class PretrainData(_Strict):
 
 
 class PretrainConfig(_TrainConfig):
-    stage: Literal["pretrain"] = "pretrain"
-    steps: int = 300_000
-    batch_size: int = 32
+    """Dynamic pre-training: degraded and masked patches, L1 to the clean patch."""
+
+    stage: Literal["pretrain"] = Field(
+        "pretrain", description="Which training this config is for (fixed per model)."
+    )
+    # Redeclared for their defaults: Field() again, or the base's ge=1 would be lost.
+    steps: int = Field(300_000, ge=1, description="Optimizer steps of the whole run.")
+    batch_size: int = Field(
+        32, ge=1, description="Global batch in patches (all processes, all micro-batches)."
+    )
     data: PretrainData = Field(default_factory=PretrainData)
 
 
 class FinetuneData(_Strict):
+    """The official all-in-one training layout (data/Train) and which tasks to mix."""
+
     root: str = Field("data/Train", description="Holds Denoise/, Derain/, Dehaze/.")
-    tasks: list[str] = Field(default_factory=lambda: list(TASKS))
+    tasks: list[str] = Field(
+        default_factory=lambda: list(TASKS),
+        description="Tasks mixed into one dataset: denoise_15/25/50 (Gaussian sigma on 0-255, "
+        "added on the fly to Denoise/ images), derain, dehaze.",
+    )
     denoise_list: str | None = Field(None, description="Names relative to Denoise/.")
     derain_list: str | None = Field(None, description="e.g. rainy/rain-1.png per line.")
     dehaze_list: str | None = Field(None, description="e.g. synthetic/part1/0001_0.8_0.2.jpg.")
-    repeats: dict[str, int] = Field(default_factory=lambda: {"derain": 120})
-    workers: int = Field(4, ge=0)
+    repeats: dict[str, int] = Field(
+        default_factory=lambda: {"derain": 120},
+        description="Task -> times its items are listed per epoch (missing: 1); the recipe "
+        "repeats the small Rain100L set 120 times.",
+    )
+    workers: int = Field(
+        4, ge=0, description="DataLoader worker processes per rank (0: load in the main process)."
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -201,13 +307,24 @@ def _finetune_model() -> ModelSettings:
 class FinetuneConfig(_TrainConfig):
     """The paper's all-in-one recipe; schedule given in epochs, turned into steps."""
 
-    stage: Literal["finetune"] = "finetune"
-    steps: int | None = Field(None, description="None: epochs x steps per epoch.")  # type: ignore[assignment]
-    batch_size: int = 32
+    stage: Literal["finetune"] = Field(
+        "finetune", description="Which training this config is for (fixed per model)."
+    )
+    steps: int | None = Field(  # type: ignore[assignment]
+        None,
+        ge=1,
+        description="Optimizer steps of the whole run; None: epochs x steps per epoch "
+        "(items // batch_size).",
+    )
+    batch_size: int = Field(
+        32, ge=1, description="Global batch in crops (all processes, all micro-batches)."
+    )
     epochs: int = Field(120, ge=1, description="Where training stops.")
-    warmup_epochs: int = Field(15, ge=0)
+    warmup_epochs: int = Field(
+        15, ge=0, description="Epochs of linear learning-rate warm-up before the cosine."
+    )
     cosine_epochs: int = Field(150, ge=1, description="The cosine horizon (past the stop).")
-    clamp_output: bool = True
+    clamp_output: bool = Field(True, description="L1 on the output clamped to [0, 1].")
     model: ModelSettings = Field(default_factory=_finetune_model)
     optim: OptimSettings = Field(default_factory=_finetune_optim)
     data: FinetuneData = Field(default_factory=FinetuneData)

@@ -44,6 +44,26 @@ def load_build_config(
     return BuildConfig.model_validate(data)
 
 
+#: Printed on stderr when a build keeps nothing: the commonest surprise is the size minimum.
+NOTHING_KEPT_HINT = (
+    "nothing kept: see the rejects; e.g. too_small means the 1024 px minimum side, "
+    "curation.probe.min_side"
+)
+
+
+def funnel_summary(funnel: dict, top: int = 3) -> str:
+    """One line from a version's stats.json funnel: kept N of M, and the commonest rejects."""
+    reasons: dict[str, int] = {}
+    for by_reason in funnel.get("by_stage", {}).values():
+        for reason, count in by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    line = f"kept {funnel['kept']:,} of {funnel['candidates']:,} candidates"
+    if reasons:
+        commonest = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:top]
+        line += "; top rejects: " + ", ".join(f"{r} {n:,}" for r, n in commonest)
+    return line
+
+
 def register(app: typer.Typer) -> None:
     @app.command("build")
     def build(
@@ -67,7 +87,8 @@ def register(app: typer.Typer) -> None:
         skips finished partitions; by default the build adds to the latest version
         (--full: all again). Every option of the build is in --config (see
         docs/configuration.md); the options here override the file. Prints the
-        published version's URI.
+        published version's URI, then a line: kept N of M candidates and the top
+        reject reasons.
 
         Examples:
 
@@ -84,6 +105,7 @@ def register(app: typer.Typer) -> None:
         overrides = {"root": root, "name": name, "incremental": False if full else None}
         build_config = load_build_config(config, overrides, sources or [], allow_host or [])
 
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         import flows.build_flow as build_flow
@@ -97,6 +119,7 @@ def register(app: typer.Typer) -> None:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             transient=False,
+            console=Console(stderr=True),  # stdout is for the URI and the summary
         ) as progress:
             bars: dict[str, int] = {}
 
@@ -112,4 +135,13 @@ def register(app: typer.Typer) -> None:
                 )
             finally:
                 build_flow.PROGRESS_HOOK = None
-        typer.echo(uri)
+        typer.echo(uri)  # alone on the first line: scripts read it
+        from storage.versions import Dataset
+
+        version = Dataset(build_config.root, build_config.name).version(
+            uri.rstrip("/").rsplit("/", 1)[-1]
+        )
+        funnel = version.stats()["funnel"]
+        typer.echo(funnel_summary(funnel))
+        if funnel["kept"] == 0:
+            typer.echo(NOTHING_KEPT_HINT, err=True)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
-import re
 import shutil
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from storage.demo_data import encode, photo_like
 from storage.errors import VersionNotFoundError
 from storage.shards import Sample
 from storage.versions import Dataset
+from tests.browser import PAGE_CHECKS, Page, chromium
 
 THRESHOLDS = {"niqe": {"max": 8.0}, "brisque": {"max": 60.0}, "musiq": {"min": 41.0}}
 SIZES = [(240, 160), (64, 96), (120, 80), (80, 80), (128, 72), (150, 225)]
@@ -286,139 +284,21 @@ def test_cli_writes_and_prints_the_page(dataset, tmp_path):
 # ------------------------------------------------------------------------- headless Chromium
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-class _DevTools:
-    """A minimal Chrome DevTools Protocol client over one browser websocket (flat sessions)."""
-
-    def __init__(self, url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(url, max_size=None, open_timeout=20)
-        self.next_id = 0
-        self.events: list[dict] = []
-
-    def call(self, method: str, session: str | None = None, **params) -> dict:
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        self.ws.send(json.dumps(message))
-        while True:
-            reply = json.loads(self.ws.recv(timeout=30))
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            self.events.append(reply)
-
-    def wait_event(self, method: str, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in self.events:
-                if event.get("method") == method:
-                    return event
-            self.events.append(json.loads(self.ws.recv(timeout=deadline - time.monotonic())))
-
-
-@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="chromium not installed (apt-get install chromium)")
 def test_renders_in_headless_chromium_without_console_errors(dataset, tmp_path):
     path = Path(build_dashboard(dataset, str(tmp_path / "site")))
-    browser = subprocess.Popen(
-        [
-            _chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--remote-debugging-port=0",
-            "--window-size=1280,900",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            line = browser.stderr.readline()
-            if not line and browser.poll() is not None:
-                break
-            match = re.search(r"DevTools listening on (ws://\S+)", line)
-            url = match.group(1) if match else None
-        assert url, "chromium did not start its DevTools endpoint"
-        tools = _DevTools(url)
-        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
-        session = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            tools.call(f"{domain}.enable", session)
-        tools.call("Page.navigate", session, url=path.as_uri())
-        tools.wait_event("Page.loadEventFired")
-        checks = tools.call(
-            "Runtime.evaluate",
-            session,
-            returnByValue=True,
-            expression="""({
-                ready: document.documentElement.getAttribute('data-ready'),
-                images: document.images.length,
-                broken: Array.from(document.images).filter(i => !i.complete
-                                                           || i.naturalWidth === 0).length,
-                svgs: document.querySelectorAll('svg').length,
-                height: document.documentElement.scrollHeight
-            })""",
-        )["result"]["value"]
-        tools.call(
-            "Emulation.setDeviceMetricsOverride",
-            session,
-            width=1280,
-            height=min(checks["height"], 8000),
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        shot = tools.call("Page.captureScreenshot", session, format="png")["data"]
-        (tmp_path / "dashboard.png").write_bytes(base64.b64decode(shot))
+    with Page(path, tmp_path / "profile") as page:
+        checks = page.evaluate(PAGE_CHECKS)
+        page.screenshot(tmp_path / "dashboard.png", checks["height"])
         # The reason filter and a sortable column work (no exception in the page's script).
-        filtered = tools.call(
-            "Runtime.evaluate",
-            session,
-            returnByValue=True,
-            expression="""(() => {
-                const s = document.getElementById('reject-filter');
-                s.value = 'dedupe/duplicate_of'; s.dispatchEvent(new Event('change'));
-                document.querySelector('table.sortable th').click();
-                return Array.from(document.querySelectorAll('#rejected-grid figure'))
-                            .filter(f => !f.hidden).length;
-            })()""",
-        )["result"]["value"]
-        errors = [
-            e["params"]
-            for e in tools.events
-            if e.get("method") == "Runtime.exceptionThrown"
-            or (
-                e.get("method") == "Runtime.consoleAPICalled"
-                and e["params"]["type"] in ("error", "assert", "warning")
-            )
-            or (
-                e.get("method") == "Log.entryAdded"
-                and e["params"]["entry"]["level"] in ("error", "warning")
-            )
-        ]
-        tools.ws.close()
-    finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            browser.wait()
+        filtered = page.evaluate("""(() => {
+            const s = document.getElementById('reject-filter');
+            s.value = 'dedupe/duplicate_of'; s.dispatchEvent(new Event('change'));
+            document.querySelector('table.sortable th').click();
+            return Array.from(document.querySelectorAll('#rejected-grid figure'))
+                        .filter(f => !f.hidden).length;
+        })()""")
+        errors = page.errors()
     assert errors == []
     assert checks["ready"] == "1" and checks["broken"] == 0
     data = collect(dataset)

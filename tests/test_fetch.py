@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -373,3 +374,23 @@ def test_host_names_resolve_and_connect(http_server: FaultServer, photo: bytes) 
     config = FETCH.model_copy(update={"allow_hosts": ["127.0.0.0/8", "::1/128"]})
     with Fetcher(config) as fetcher:
         assert fetcher.fetch_url(http_server.url("/named.jpg", host="localhost")).data == photo
+
+
+def test_keep_alive_connections_closed_by_the_server_are_replaced(
+    http_server: FaultServer, photo: bytes
+) -> None:
+    """The server closes every connection after answering, without saying so: the pool then
+    holds only dead connections, and a fetch must still succeed (on a fresh one)."""
+
+    def answer_then_hang_up(handler, hit: int) -> None:
+        body(photo)(handler, hit)
+        handler.close_connection = True  # the socket closes; the client was told keep-alive
+
+    urls = [http_server.route(f"/hangup-{i}.jpg", answer_then_hang_up) for i in range(6)]
+    with Fetcher(FETCH) as fetcher:
+        with ThreadPoolExecutor(4) as pool:  # four connections at once: four in the pool
+            assert all(f.data == photo for f in pool.map(fetcher.fetch_url, urls[:4]))
+        time.sleep(0.2)  # the server has closed them all by now
+        for url in urls[4:]:
+            fetched = fetcher.fetch_url(url)
+            assert fetched.data == photo and fetched.attempts == 1
