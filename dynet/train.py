@@ -498,6 +498,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 }
                 if log is not None:
                     log.write(row)
+                if bar is None and ddp.main:  # no terminal (a flow, a batch job): a log line
+                    print(
+                        f"step {step}/{total_steps} loss {loss_value:.4f} ({row['variants']}) "
+                        f"{row['patches_per_s']:.1f} patches/s",
+                        flush=True,
+                    )
                 window_start, window_wait, window_patches = time.perf_counter(), 0.0, 0
             if bar is not None:
                 bar.update(bar.task_ids[0], completed=step, info=f"loss {loss_value:.4f}")

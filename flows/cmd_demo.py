@@ -1,14 +1,8 @@
-"""`mird demo`: the main job, end to end, on embedded defaults.
-
-Writes a small source of real photographs (scikit-image's) mixed with the rejects a scrape is
-full of, runs the `build-million-ird` flow on it (Prefect, locally), cuts patches from the
-published version, verifies every byte, and prints where everything is.
-"""
+"""`mird demo`: the main job end to end, on embedded defaults (see `flows.demo`)."""
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
 
 import typer
@@ -17,65 +11,85 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("demo-output"), help="Where the demo writes everything."),
+        out: Path = typer.Option(
+            Path("demo-output"), help="Where the demo writes everything (cleared on rerun)."
+        ),
+        candidates: int = typer.Option(300, min=30, help="Web candidates the crawl sees."),
+        pretrain_steps: int = typer.Option(16, min=1, help="Pre-training steps (CPU)."),
+        finetune_steps: int = typer.Option(16, min=1, help="Fine-tuning steps (CPU)."),
     ) -> None:
-        """Run the demo build: source -> filters -> dedupe -> IQA -> publish -> patches."""
+        """Build a small Million-IRD from a local crawl, then pre-train, fine-tune and
+        evaluate DyNet on it: the `million-ird-pipeline` flow, about 10 minutes on 2 cores.
+
+        \b
+        Example:
+            mird demo                          # everything lands in demo-output/
+            mird demo --candidates 60 --pretrain-steps 2 --finetune-steps 2
+        """
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # errors: one line
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        from curation.build import BuildConfig
-        from curation.demo_source import write_demo_source
-        from curation.patches import PatchConfig, extract_patches
-        from flows.build_flow import build_million_ird
         from flows.cmd_build import quiet_prefect_services
+        from flows.demo import DemoSettings, run_demo
 
         quiet_prefect_services()
-        from storage.verify import verify_version
-        from storage.versions import Dataset
+        settings = DemoSettings(
+            out=out,
+            candidates=candidates,
+            pretrain_steps=pretrain_steps,
+            finetune_steps=finetune_steps,
+        )
+        result = run_demo(settings, typer.echo)
+        _print_summary(result, settings.out.resolve())
+        raise typer.Exit(0 if result.ok else 1)
 
-        out = out.resolve()
-        source = out / "source"
-        expected = write_demo_source(source)
-        typer.echo(f"1/4 wrote {len(expected)} candidate images to {source}")
-        config = BuildConfig(
-            root=str(out / "datasets"),
-            name="million-ird-demo",
-            incremental=False,
-            # scikit-image's photographs are 0.1-0.4 MP: the demo lowers LAION-HR's 1024 px.
-            curation={"sources": [{"uri": str(source)}], "probe": {"min_side": 256}},
-            quality={"max_side": 512},
-            patches=PatchConfig(size=128, stride=128, max_per_image=4),
+
+def _print_summary(result, out: Path) -> None:  # noqa: ANN001 - flows.demo.DemoResult
+    echo = typer.echo
+    funnel = result.funnel
+    echo("")
+    echo(f"Dataset   {result.version}")
+    echo(f"          kept {funnel['kept']} of {funnel['candidates']} candidates; rejected:")
+    for stage, reasons in funnel["by_stage"].items():
+        echo(f"            {stage:<8} " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    for uri, ok in result.verified.items():
+        echo(f"          mird verify {uri}: {'OK' if ok else 'FAILED'}")
+    if result.outcome_mismatch:
+        for outcome, (want, got) in result.outcome_mismatch.items():
+            echo(f"          unexpected: {outcome} expected {want}, found {got}")
+    echo(f"Patches   {result.patches}")
+    echo(f"Dashboard {result.dashboard or '(not written)'}")
+    echo(f"Weights   {result.weights['finetune']} (pre-trained: {result.weights['pretrain']})")
+    results_md = result.results.get("md")
+    if results_md:
+        echo(f"Results   {results_md}")
+        echo("")
+        echo(_rgb_table(Path(results_md).read_text()))
+    echo("")
+    echo("The same at scale: a Prefect server, a worker and the deployments of prefect.yaml;")
+    echo(f"edit the BUCKET and /data paths in {out / 'at-scale'}/*.json first:")
+    echo("    make serve")
+    echo("    export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    for deployment, params in (
+        ("million-ird-pipeline/default", "pipeline-params.json"),
+        ("build-million-ird/weekly", "build-params.json"),
+    ):
+        echo(
+            f"    .venv/bin/prefect deployment run '{deployment}' "
+            f'--params "$(cat {out / "at-scale" / params})"'
         )
-        typer.echo("2/4 building (Prefect flow build-million-ird; a local server starts)...")
-        uri = build_million_ird(config)
-        dataset = Dataset(config.root, config.name)
-        version = dataset.version(uri.rstrip("/").rsplit("/", 1)[-1])
-        stats = version.stats()
-        typer.echo(
-            f"    published {version.uri}: kept {stats['funnel']['kept']} of "
-            f"{stats['funnel']['candidates']} candidates"
-        )
-        for row in sorted(version.rejects().to_pylist(), key=lambda r: r["url"] or ""):
-            name = (row["url"] or "").rsplit("/", 1)[-1]
-            typer.echo(f"      rejected {name:<26} {row['reason']:<18} {row['detail'] or ''}")
-        patches = extract_patches(
-            version, Dataset(config.root, "million-ird-demo-patches"), config.patches
-        )
-        typer.echo(f"3/4 cut {patches.stats()['samples']} patches into {patches.uri}")
-        reports = [verify_version(version), verify_version(patches)]
-        ok = all(r.ok for r in reports)
-        typer.echo(
-            "4/4 verify: " + ", ".join(f"{r.version} {'OK' if r.ok else 'FAILED'}" for r in reports)
-        )
-        dashboard = Path(config.root) / config.name / "dashboard" / "index.html"
-        if dashboard.exists():
-            typer.echo(f"    dashboard: {dashboard}")
-        # Which of two byte-identical files is kept is the keeper policy's call (same score
-        # and size: the smaller key), so compare outcomes as counts.
-        outcomes = Counter(reason for reason in expected.values())
-        found = Counter(row["reason"] for row in version.rejects().to_pylist())
-        found["keep"] = version.manifest().num_rows
-        if found != outcomes:
-            typer.echo(f"unexpected outcome: {dict(found)}, expected {dict(outcomes)}")
-            ok = False
-        raise typer.Exit(0 if ok else 1)
+
+
+def _rgb_table(markdown: str) -> str:
+    """The note and the RGB comparison table of results.md (the first table)."""
+    lines = markdown.splitlines()
+    keep, in_table = [], False
+    for line in lines:
+        if line.startswith(">"):
+            keep += [line, ""]
+        elif line.startswith("|"):
+            in_table = True
+            keep.append(line)
+        elif in_table:
+            break
+    return "\n".join(keep)
