@@ -25,7 +25,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation.config import CurationConfig
-from curation.dedupe import DEFAULT_DISTANCE, dedupe
+from curation.dedupe import DEFAULT_DISTANCE, PairSearch, dedupe
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
 from curation.partition import run_partition
 from curation.patches import PatchConfig
@@ -295,10 +295,15 @@ def process_partition(
 
 
 def find_duplicates(
-    staged: pa.Table, parent: str | None, dataset: Dataset, config: BuildConfig
+    staged: pa.Table,
+    parent: str | None,
+    dataset: Dataset,
+    config: BuildConfig,
+    pair_search: PairSearch | None = None,
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Global dedupe over the staged samples (``BuildArea.manifest()``) and the parent's
-    index: returns key -> reject row, and the number of near-duplicate pairs."""
+    index: returns key -> reject row, and the number of near-duplicate pairs.
+    ``pair_search`` runs the hash search elsewhere (a Dask cluster); default: this process."""
     previous = None
     if parent is not None:
         previous = dataset.version(parent).manifest().select(["key", "phash", "sha256", "phash256"])
@@ -320,6 +325,7 @@ def find_duplicates(
         d=config.dedupe.distance,
         # A 64-bit match is confirmed by the 256-bit phash: no chance collisions at millions.
         verify=staged.column("phash256"),
+        pair_search=pair_search,
     )
     lookup = {row["key"]: row for row in staged.select(["key", "url", "source"]).to_pylist()}
     dropped = {}
@@ -356,10 +362,18 @@ def run_build(
     return finish_build(config, plan, progress=progress)
 
 
-def finish_build(config: BuildConfig, plan: BuildPlan, *, progress=None):
-    """Dedupe, publish and clean up once every partition is done."""
+def finish_build(
+    config: BuildConfig, plan: BuildPlan, *, progress=None, pair_search: PairSearch | None = None
+):
+    """Dedupe, publish and clean up once every partition is done.
+
+    ``pair_search`` (see :func:`curation.dedupe.dedupe`) runs the near-duplicate search
+    elsewhere, e.g. :class:`curation.dedupe_dask.DaskPairSearch`; stats.json records where
+    as ``dedupe_backend`` (the search's ``backend`` attribute, ``in-process`` by default).
+    """
     staged = plan.area.manifest()  # read once: dedupe and publish both need it
-    dropped, pairs = find_duplicates(staged, plan.parent, plan.dataset, config)
+    dropped, pairs = find_duplicates(staged, plan.parent, plan.dataset, config, pair_search)
+    backend = "in-process" if pair_search is None else getattr(pair_search, "backend", "custom")
     version = publish_build(
         plan.dataset,
         plan.area,
@@ -372,6 +386,7 @@ def finish_build(config: BuildConfig, plan: BuildPlan, *, progress=None):
         extra_stats={
             "build_id": plan.area.build_id,
             "near_duplicate_pairs": pairs,
+            "dedupe_backend": backend,
             "skipped_known_candidates": plan.skipped_known,
             "quality_thresholds": quality_thresholds(config.quality),
             "config": config.model_dump(mode="json"),

@@ -35,8 +35,9 @@ may be a transitive rather than a direct near-duplicate).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 from typing import Any
 
@@ -61,6 +62,12 @@ REASON_NEAR_DUPLICATE = "near_duplicate_of"
 # ratio matters, it picks the number of blocks.
 _SORT_COST = 2.5e-8
 _PAIR_COST = 4e-8
+
+
+#: A pair search: (uint64 hashes, distance d) -> every index pair (i, j), i < j, within d,
+#: shape (P, 2), in any order; :func:`near_duplicate_pairs` (this process) or
+#: :class:`curation.dedupe_dask.DaskPairSearch` (a Dask cluster).
+PairSearch = Callable[[np.ndarray, int], np.ndarray]
 
 
 class DedupeError(ValueError):
@@ -535,6 +542,7 @@ def dedupe(
     m: int | None = None,
     verify: Any = None,
     verify_distance: int = DEFAULT_VERIFY_DISTANCE,
+    pair_search: PairSearch | None = None,
 ) -> DedupeResult:
     """Drop byte-identical and near-duplicate candidates; keep one per cluster (module doc).
 
@@ -546,7 +554,16 @@ def dedupe(
     :func:`curation.hashing.phash256`; a ``phash256`` column of ``previous`` is used likewise):
     a 64-bit match is then confirmed only if the 256-bit hashes are within ``verify_distance``,
     which removes chance collisions of the short hash. Pairs lacking a long hash stay as found.
+
+    ``pair_search`` replaces the in-process :func:`near_duplicate_pairs` (e.g. with a search on
+    a Dask cluster); it sees the 64-bit hashes of the byte-distinct candidates and of every
+    previous sample, and must return exactly the pairs within ``d``. ``m`` tunes the
+    in-process search only.
     """
+    if pair_search is None:
+        pair_search = partial(near_duplicate_pairs, m=m)
+    elif m is not None:
+        raise DedupeError("m tunes the in-process pair search; configure pair_search instead")
     cand_keys = _strings(keys, "candidate keys")
     n_new = len(cand_keys)
     cand_hashes = as_hashes(hashes)
@@ -601,7 +618,9 @@ def dedupe(
     is_rep = (representative == items) | is_prev
     reps = np.flatnonzero(is_rep)
     all_hashes = np.concatenate([prev_hashes, cand_hashes])
-    pairs = near_duplicate_pairs(all_hashes[reps], d, m=m)
+    pairs = np.asarray(pair_search(all_hashes[reps], d), dtype=np.int64)
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise DedupeError(f"pair search returned shape {pairs.shape}, expected (P, 2)")
     if verify is not None:
         prev_long = _column(previous, "phash256") if _has(previous, "phash256") else None
         long_hashes, has_long = _long_hashes(prev_long, n_prev, verify, n_new)

@@ -6,14 +6,18 @@ block values (their top bits). Each pair is owned by exactly one table and lands
 one key range of it (equal keys share their top bits), so the tasks' outputs are disjoint and
 their union is exactly the single-process result; no shuffle or global de-duplication is
 needed. The distinct hashes are broadcast to the workers once (8 bytes a hash).
+
+:class:`DaskPairSearch` plugs this search into :func:`curation.dedupe.dedupe` (its
+``pair_search``), so a build on a Dask cluster runs its global dedupe there too. ``distributed``
+is imported only when a search runs, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from distributed import Client, as_completed
 
 from curation.dedupe import (
     DEFAULT_CHUNK_PAIRS,
@@ -25,6 +29,9 @@ from curation.dedupe import (
     plan_blocks,
     table_pairs,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def _task(
@@ -47,6 +54,8 @@ def near_duplicate_pairs_dask(
     ``parts_per_table`` (a power of two) splits every table into that many key ranges, which
     bounds a task's memory to about ``1 / parts_per_table`` of the sort buffers.
     """
+    from distributed import as_completed
+
     if parts_per_table < 1 or parts_per_table & (parts_per_table - 1):
         raise ValueError(f"parts_per_table must be a power of two, got {parts_per_table}")
     groups = collapse_identical(as_hashes(hashes))
@@ -63,8 +72,34 @@ def near_duplicate_pairs_dask(
         for part in range(parts_per_table)
     ]
     found = []
-    for future in as_completed(futures):
+    for future in as_completed(futures, loop=client.loop):  # not the default client
         found.append(future.result())
         future.release()
     value_pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
     return expand_pairs(value_pairs, groups, chunk_pairs)
+
+
+@dataclass(frozen=True)
+class DaskPairSearch:
+    """A :data:`curation.dedupe.PairSearch` on the Dask scheduler at ``address``.
+
+    Each call connects its own client and closes it before returning, so nothing stays open
+    between searches and the object is a plain value (the cluster's owner closes the cluster).
+    """
+
+    backend: ClassVar[str] = "dask"  # recorded in a build's stats.json as dedupe_backend
+
+    address: str
+    parts_per_table: int = 1
+    connect_timeout_s: float = 60.0
+
+    def __call__(self, hashes: np.ndarray, d: int) -> np.ndarray:
+        from distributed import Client
+
+        with Client(self.address, timeout=self.connect_timeout_s, set_as_default=False) as client:
+            return near_duplicate_pairs_dask(
+                hashes, client, d, parts_per_table=self.parts_per_table
+            )
+
+    def __str__(self) -> str:
+        return f"the Dask cluster at {self.address}"

@@ -4,12 +4,15 @@ Thin by design: the work is done by ``curation.build``; this module resolves con
 fans partitions out (one task per partition, never per image: a task run costs 10-70 ms),
 persists nothing of its own and reports to Prefect (progress, funnel table, summary).
 A rerun of a failed build resumes: finished partitions have a done marker and are skipped.
+On a Dask cluster (an address, or N local workers) the global dedupe's near-duplicate search
+runs on the same cluster as the partitions; otherwise in this process.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -47,14 +50,41 @@ def process_partition_task(
     return {k: v for k, v in stats.items() if k != "downstream"}
 
 
-def _task_runner(dask_address: str | None, dask_workers: int):
-    if dask_address or dask_workers:
+@contextmanager
+def _dask_scheduler(dask_address: str | None, dask_workers: int) -> Iterator[str | None]:
+    """The address of the Dask scheduler this build uses, or None for a build without Dask.
+
+    With ``dask_workers`` the temporary LocalCluster is started here, not by the task runner:
+    a DaskTaskRunner's own cluster lives only as long as the process-partitions subflow, and
+    the global dedupe after it must run on the same workers. The cluster closes when the
+    build ends, failed or not; a cluster given by address belongs to its owner.
+    """
+    if dask_address:
+        yield dask_address
+    elif dask_workers:
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=dask_workers, threads_per_worker=1) as cluster:
+            yield cluster.scheduler_address
+    else:
+        yield None
+
+
+def _task_runner(scheduler: str | None):
+    if scheduler:
         from prefect_dask import DaskTaskRunner
 
-        if dask_address:
-            return DaskTaskRunner(address=dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1})
+        return DaskTaskRunner(address=scheduler)
     return ThreadPoolTaskRunner(max_workers=max(1, os.cpu_count() or 1))
+
+
+def _pair_search(scheduler: str | None):
+    """The global dedupe's near-duplicate search: on the build's Dask cluster, if it has one."""
+    if not scheduler:
+        return None
+    from curation.dedupe_dask import DaskPairSearch
+
+    return DaskPairSearch(scheduler)
 
 
 @flow(name="process-partitions")
@@ -114,9 +144,17 @@ def build_million_ird(
         plan.skipped_known,
         plan.parent or "none",
     )
-    runner = _task_runner(dask_address, dask_workers)
-    process_partitions.with_options(task_runner=runner)(plan.partitions, config, plan.area.build_id)
-    version = finish_build(config, plan, progress=_report)
+    with _dask_scheduler(dask_address, dask_workers) as scheduler:
+        runner = _task_runner(scheduler)
+        process_partitions.with_options(task_runner=runner)(
+            plan.partitions, config, plan.area.build_id
+        )
+        pair_search = _pair_search(scheduler)
+        logger.info(
+            "global dedupe: near-duplicate search on %s",
+            pair_search if pair_search is not None else "this process",
+        )
+        version = finish_build(config, plan, progress=_report, pair_search=pair_search)
     stats = version.stats()
     dashboard = _build_dashboard(version)
     create_table_artifact(
