@@ -135,7 +135,8 @@ def at_scale(config: PipelineConfig) -> PipelineConfig:
         deep=True,
     )
     build.curation.sources = [build.curation.sources[0].model_copy(
-        update={"uri": "s3://BUCKET/laion-hr/urls.parquet"}
+        update={"uri": "s3://BUCKET/laion-hr/part-00000.parquet", "url_column": "URL",
+                "caption_column": "TEXT"}
     )]  # fmt: skip
     build.curation.fetch.allow_hosts = []
     build.patches = PatchConfig()

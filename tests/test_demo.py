@@ -89,3 +89,16 @@ def test_demo_never_clears_a_folder_it_did_not_write(tmp_path):
     assert run.stderr.strip().startswith("mird: error:") and "not a demo output" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_at_scale_parameters_validate_and_leave_the_demo_config_alone(tmp_path):
+    from flows.demo import DemoSettings, at_scale, deployment_params, pipeline_config
+
+    demo = pipeline_config(DemoSettings(out=tmp_path), tmp_path / "u.txt", tmp_path, tmp_path / "d")
+    before = demo.model_dump(mode="json")
+    params = deployment_params(at_scale(demo))
+    assert demo.model_dump(mode="json") == before  # a shallow copy once pointed the demo at S3
+    scaled = PipelineConfig.model_validate(params["config"])
+    assert scaled.build.curation.sources[0].url_column == "URL"
+    assert scaled.pretrain.steps == 300_000 and scaled.gpus == 8
+    assert demo.build.curation.fetch.allow_hosts == ["127.0.0.1"]
