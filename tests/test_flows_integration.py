@@ -150,7 +150,8 @@ def test_build_on_a_local_dask_cluster(tmp_path, http_source):
     build = _mird_build(tmp_path / "dask", url_list, "--dask-local", "2")
     out, err = build.communicate(timeout=900)
     assert build.returncode == 0, err[-2000:]
-    assert out.strip().endswith("/ird/v1")
+    uri, summary = out.strip().splitlines()  # the URI alone, then what was kept
+    assert uri.endswith("/ird/v1") and summary.startswith("kept ")
     version = Dataset(str(tmp_path / "dask"), "ird").version()
     assert version.manifest().num_rows == list(expected.values()).count("keep")
     assert verify_version(version).ok
