@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         finetune_steps: int = typer.Option(16, min=1, help="Fine-tuning steps (CPU)."),
     ) -> None:
         """Build a small Million-IRD from a local crawl, then pre-train, fine-tune and
-        evaluate DyNet on it: the `million-ird-pipeline` flow, about 10 minutes on 2 cores.
+        evaluate DyNet on it: the `million-ird-pipeline` flow, 5-8 minutes on 2 cores.
 
         \b
         Example:
