@@ -914,8 +914,9 @@ def _section_funnel(d: DashboardData) -> str:
     remaining = d.candidates
     rows: list[tuple[str, list[tuple[str, float]]]] = [("candidates", [("all", d.candidates)])]
     for stage, n in d.funnel_stages:
+        # One bar per stage: what entered it (the number), green passed on, red rejected.
         remaining -= n
-        rows.append((f"after {stage} (−{n:,})", [("kept", max(remaining, 0)), ("rejected", n)]))
+        rows.append((f"{stage} (−{n:,})", [("kept", max(remaining, 0)), ("rejected", n)]))
     rows.append(("kept (this build)", [("kept", d.new_kept)]))
     bars = svg_hbars(rows, title="funnel")
     table = _table(
@@ -943,8 +944,8 @@ def _section_funnel(d: DashboardData) -> str:
     )
     return (
         '<section id="funnel"><h2>Funnel: what this build kept, dropped and why</h2>'
-        f'<p class="note">Candidates of this build, stage by stage in pipeline order; red is '
-        f"what each stage rejected.{reused}</p>"
+        f'<p class="note">Candidates of this build, stage by stage in pipeline order: each bar '
+        f"is what entered the stage, green what it passed on, red what it rejected.{reused}</p>"
         f'<div class="row"><div class="chart">{bars}</div></div>'
         f"<h3>Rejects by stage and reason</h3>{table}</section>"
     )
