@@ -23,10 +23,9 @@ from curation.dedupe import (
     near_duplicate_pairs,
 )
 from curation.dedupe_dask import DaskPairSearch
-from curation.demo_source import write_demo_source
 from storage.verify import verify_version
 from storage.versions import Dataset
-from tests.http_fixtures import FaultServer, body
+from tests.build_sources import served_demo_source, small_build_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,36 +156,10 @@ def test_a_local_cluster_lives_as_long_as_the_build() -> None:
         Client(scheduler, timeout=1, set_as_default=False)
 
 
-def _config(root: Path, url_list: Path) -> dict:
-    return {
-        "root": str(root),
-        "name": "ird",
-        "curation": {
-            "sources": [{"uri": str(url_list)}],
-            "probe": {"min_side": 256},
-            "partition_size": 2,
-            "fetch": {"allow_hosts": ["127.0.0.1"], "retries": 0},
-        },
-        "quality": {"max_side": 512},
-    }
-
-
 @pytest.fixture(scope="module")
 def url_list(tmp_path_factory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("http")
-    expected = write_demo_source(folder / "img")
-    server = FaultServer().start()
-    try:
-        path = folder / "urls.txt"
-        path.write_text(
-            "".join(
-                server.route(f"/img/{n}", body((folder / "img" / n).read_bytes())) + "\n"
-                for n in sorted(expected)
-            )
-        )
+    with served_demo_source(tmp_path_factory.mktemp("http")) as (path, _expected):
         yield path
-    finally:
-        server.stop()
 
 
 def _rejects(version) -> list[tuple]:
@@ -199,11 +172,12 @@ def _rejects(version) -> list[tuple]:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_dask_build_runs_its_dedupe_on_the_cluster(tmp_path: Path, url_list: Path) -> None:
-    local = run_build(BuildConfig.model_validate(_config(tmp_path / "local", url_list)))
+    local_config = small_build_config(tmp_path / "local", url_list, partition_size=2)
+    local = run_build(BuildConfig.model_validate(local_config))
     assert local.stats()["dedupe_backend"] == "in-process"
 
     config = tmp_path / "dask.json"
-    config.write_text(json.dumps(_config(tmp_path / "dask", url_list)))
+    config.write_text(json.dumps(small_build_config(tmp_path / "dask", url_list, partition_size=2)))
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     build = subprocess.run(
         [sys.executable, "-m", "flows.cli", "build", "--config", str(config)]

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from curation.demo_source import write_demo_source
 from flows import server
 from storage.verify import verify_version
 from storage.versions import Dataset
-from tests.http_fixtures import FaultServer, body
+from tests.build_sources import served_demo_source, small_build_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,36 +27,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _config(root: Path, url_list: Path, partition_size: int = 4) -> dict:
-    return {
-        "root": str(root),
-        "name": "ird",
-        "curation": {
-            "sources": [{"uri": str(url_list)}],
-            "probe": {"min_side": 256},
-            "partition_size": partition_size,
-            "fetch": {"allow_hosts": ["127.0.0.1"], "retries": 0},
-        },
-        "quality": {"max_side": 512},
-    }
-
-
 @pytest.fixture(scope="module")
 def http_source(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("http")
-    expected = write_demo_source(folder / "img")
-    server = FaultServer().start()
-    try:
-        url_list = folder / "urls.txt"
-        url_list.write_text(
-            "".join(
-                server.route(f"/img/{n}", body((folder / "img" / n).read_bytes())) + "\n"
-                for n in sorted(expected)
-            )
-        )
-        yield url_list, expected
-    finally:
-        server.stop()
+    with served_demo_source(tmp_path_factory.mktemp("http")) as source:
+        yield source
 
 
 @pytest.mark.integration
@@ -77,7 +50,7 @@ def test_deployment_run_on_a_local_server(tmp_path, http_source, monkeypatch):
                 "run",
                 "build-million-ird/weekly",
                 "--param",
-                "config=" + json.dumps(_config(tmp_path / "out", url_list)),
+                "config=" + json.dumps(small_build_config(tmp_path / "out", url_list)),
                 "--watch",
                 "--watch-timeout",
                 "600",
@@ -99,7 +72,7 @@ def test_deployment_run_on_a_local_server(tmp_path, http_source, monkeypatch):
 
 def _mird_build(root: Path, url_list: Path, *extra: str) -> subprocess.Popen:
     config = root.parent / f"{root.name}.json"
-    config.write_text(json.dumps(_config(root, url_list, partition_size=2)))
+    config.write_text(json.dumps(small_build_config(root, url_list, partition_size=2)))
     env = {**os.environ, "PREFECT_HOME": str(root.parent / "prefect-home")}
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "build", "--config", str(config), *extra],
