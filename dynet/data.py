@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
 from dynet.degrade import DegradationRecipe, apply_recipe
-from dynet.imaging import CROP_MULTIPLE, center_crop_multiple
+from dynet.imaging import CROP_MULTIPLE, center_crop_multiple, to_tensor
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm", "tif", "tiff")
 IMAGE_SUFFIXES = frozenset(f".{e}" for e in IMAGE_EXTS)
@@ -75,11 +75,6 @@ def read_rgb(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise MissingTrainingFileError(f"missing training image {path}") from None
     return decode_rgb(data, str(path))
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 -> 3 x H x W float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
 def _crop_to_multiple(image: np.ndarray, name: str) -> np.ndarray:

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dynet.imaging import to_tensor, to_uint8_image
+
 Range = tuple[float, float]
 
 
@@ -54,13 +56,11 @@ def gaussian_noise(
 
 def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip at ``quality`` (libjpeg through Pillow, 4:2:0 as most cameras)."""
-    as_bytes = (image * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(as_bytes)).save(buffer, "JPEG", quality=int(quality))
+    Image.fromarray(to_uint8_image(image)).save(buffer, "JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        array = np.asarray(decoded.convert("RGB"))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
+        return to_tensor(np.asarray(decoded.convert("RGB")))
 
 
 def _filter(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from dynet.degrade import haze, rain_streaks
+from dynet.imaging import to_tensor, to_uint8_image
 
 #: Colour photographs bundled with scikit-image, cropped into clean images.
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina")
@@ -54,23 +55,15 @@ def clean_images(count: int, size: int, seed: int = 0) -> Iterator[np.ndarray]:
         yield np.asarray(image)
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
-
-
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
-
 def add_rain(image: np.ndarray, seed: int) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
     angle = float(torch.empty(1).uniform_(70, 110, generator=gen))  # near vertical, as RainOp
-    return _to_uint8(rain_streaks(_to_tensor(image), gen, 0.004, 15, angle, 0.5))
+    return to_uint8_image(rain_streaks(to_tensor(image), gen, 0.004, 15, angle, 0.5))
 
 
 def add_haze(image: np.ndarray, seed: int, beta: float, airlight: float) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
-    return _to_uint8(haze(_to_tensor(image), gen, beta, airlight))
+    return to_uint8_image(haze(to_tensor(image), gen, beta, airlight))
 
 
 def _save(image: np.ndarray, path: Path) -> None:

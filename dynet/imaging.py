@@ -1,8 +1,10 @@
-"""Image helpers shared by training and evaluation (the official protocol's crop)."""
+"""Image helpers shared by training, evaluation and restoration: the official protocol's crop
+and the conversions between uint8 H x W x 3 arrays and float 3 x H x W tensors in [0, 1]."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 #: The official code center-crops every training and test image to a multiple of 16.
 CROP_MULTIPLE = 16
@@ -21,3 +23,16 @@ def center_crop_multiple(
         raise ValueError(f"{name} ({w}x{h}) is smaller than {multiple}x{multiple}")
     top, left = (h - new_h) // 2, (w - new_w) // 2
     return image[top : top + new_h, left : left + new_w]
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float32 in [0, 1]."""
+    # A read-only array (np.asarray of a Pillow image) is copied: torch refuses to share it.
+    array = np.require(image, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+
+
+def to_uint8_image(image: torch.Tensor) -> np.ndarray:
+    """3 x H x W float in [0, 1] (clamped) -> H x W x 3 uint8, rounded to nearest."""
+    pixels = (image.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0)
+    return np.ascontiguousarray(pixels.cpu().numpy())

@@ -77,6 +77,7 @@ def restore_images(
 
     from dynet.checkpoint import load_model
     from dynet.dynet import resolve_variant
+    from dynet.imaging import to_uint8_image
     from dynet.promptir import PromptIR
     from dynet.tiling import iter_tiles, restore_tensor
 
@@ -129,7 +130,7 @@ def restore_images(
                 progress=lambda done, _total, base=base: bar.update(task, completed=base + done),
             )
             done_before += len(list(iter_tiles(x.shape[1], x.shape[2], tile, overlap)))
-            pixels = (y.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            pixels = to_uint8_image(y)
             tmp = target.with_name(f".{target.name}.tmp")
             Image.fromarray(pixels).save(tmp, format="PNG")
             tmp.replace(target)
