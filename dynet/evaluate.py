@@ -772,24 +772,14 @@ def _g(value: float | None) -> str:
     return "—" if value is None else f"{value / 1e9:.2f}"
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """The comparison table (RGB, the paper's protocol), the Y-channel table and the costs."""
-    header = "| Method | " + " | ".join(TASK_TITLES[k] for k in TASK_COLUMNS) + " | Average |"
-    rule = "|---" * (len(TASK_COLUMNS) + 2) + "|"
+_TABLE_HEADER = "| Method | " + " | ".join(TASK_TITLES[k] for k in TASK_COLUMNS) + " | Average |"
+_TABLE_RULE = "|---" * (len(TASK_COLUMNS) + 2) + "|"
+
+
+def rgb_table(results: dict[str, Any]) -> list[str]:
+    """The comparison table's Markdown lines: the published rows, each run and its deltas."""
     missing = results["missing_tasks"]
-    not_run = [k for k in TASK_COLUMNS if k not in results["requested_tasks"]]
-    lines = [
-        "# All-in-one evaluation",
-        "",
-        f"Weights `{results['weights']}` ({results['arch']}), data `{results['data_root']}`, "
-        f"device {results['device']}, {results['created']}.",
-        "",
-        *([f"> {results['note']}", ""] if results.get("note") else []),
-        "## PSNR (dB) / SSIM on RGB — the paper's protocol",
-        "",
-        header,
-        rule,
-    ]
+    lines = [_TABLE_HEADER, _TABLE_RULE]
     for row in results["published"]:
         cells = [_cell(row["tasks"][k]["psnr"], row["tasks"][k]["ssim"]) for k in TASK_COLUMNS]
         average = _cell(row["average"]["psnr"], row["average"]["ssim"])
@@ -817,14 +807,32 @@ def results_markdown(results: dict[str, Any]) -> str:
                 + " | ".join(deltas)
                 + f" | {_delta_cell(avg.get('delta_psnr'), avg.get('delta_ssim'))} |"
             )
+    return lines
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The comparison table (RGB, the paper's protocol), the Y-channel table and the costs."""
+    missing = results["missing_tasks"]
+    not_run = [k for k in TASK_COLUMNS if k not in results["requested_tasks"]]
+    lines = [
+        "# All-in-one evaluation",
+        "",
+        f"Weights `{results['weights']}` ({results['arch']}), data `{results['data_root']}`, "
+        f"device {results['device']}, {results['created']}.",
+        "",
+        *([f"> {results['note']}", ""] if results.get("note") else []),
+        "## PSNR (dB) / SSIM on RGB — the paper's protocol",
+        "",
+        *rgb_table(results),
+    ]
     lines += [
         "",
         "## Y channel (BT.601 YCbCr Y; SSIM with an 11x11 Gaussian window) — this run only",
         "",
         "Another convention; not comparable with the RGB table above (nothing published here).",
         "",
-        header,
-        rule,
+        _TABLE_HEADER,
+        _TABLE_RULE,
     ]
     for run in results["runs"]:
         cells = [

@@ -64,7 +64,7 @@ def _print_summary(result, out: Path) -> None:  # noqa: ANN001 - flows.demo.Demo
     if results_md:
         echo(f"Results   {results_md}")
         echo("")
-        echo(_rgb_table(Path(results_md).read_text()))
+        echo(_rgb_table(Path(result.results["json"])))
     echo("")
     echo("The same at scale: a Prefect server, a worker and the deployments of prefect.yaml;")
     echo(f"edit the BUCKET and /data paths in {out / 'at-scale'}/*.json first:")
@@ -80,16 +80,12 @@ def _print_summary(result, out: Path) -> None:  # noqa: ANN001 - flows.demo.Demo
         )
 
 
-def _rgb_table(markdown: str) -> str:
-    """The note and the RGB comparison table of results.md (the first table)."""
-    lines = markdown.splitlines()
-    keep, in_table = [], False
-    for line in lines:
-        if line.startswith(">"):
-            keep += [line, ""]
-        elif line.startswith("|"):
-            in_table = True
-            keep.append(line)
-        elif in_table:
-            break
-    return "\n".join(keep)
+def _rgb_table(results_json: Path) -> str:
+    """The evaluation's note and its comparison table (RGB), as results.md shows them."""
+    import json
+
+    from dynet.evaluate import rgb_table
+
+    results = json.loads(results_json.read_text())
+    note = [f"> {results['note']}", ""] if results.get("note") else []
+    return "\n".join([*note, *rgb_table(results)])
