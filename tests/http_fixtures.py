@@ -54,6 +54,16 @@ def redirect(location: str, code: int = 302) -> Route:
     return lambda h, hit: send(h, b"", code, "text/plain", {"Location": location})
 
 
+def _send_head(handler: BaseHTTPRequestHandler, head: bytes, declared: int) -> None:
+    """Headers for a ``declared``-byte JPEG body, then only its first bytes, ``head``."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/jpeg")
+    handler.send_header("Content-Length", str(declared))
+    handler.end_headers()
+    handler.wfile.write(head)
+    handler.wfile.flush()
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -118,12 +128,7 @@ class FaultServer:
         """Send headers and ``head``, then go silent (past any sane read timeout)."""
 
         def handler(h: BaseHTTPRequestHandler, hit: int) -> None:
-            h.send_response(200)
-            h.send_header("Content-Type", "image/jpeg")
-            h.send_header("Content-Length", str(declared))
-            h.end_headers()
-            h.wfile.write(head)
-            h.wfile.flush()
+            _send_head(h, head, declared)
             self.stop_event.wait(seconds)
             h.close_connection = True
 
@@ -133,12 +138,7 @@ class FaultServer:
         """Send ``head`` of a ``declared``-byte body, then abort the TCP connection (RST)."""
 
         def handler(h: BaseHTTPRequestHandler, hit: int) -> None:
-            h.send_response(200)
-            h.send_header("Content-Type", "image/jpeg")
-            h.send_header("Content-Length", str(declared))
-            h.end_headers()
-            h.wfile.write(head)
-            h.wfile.flush()
+            _send_head(h, head, declared)
             # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             h.connection.close()
