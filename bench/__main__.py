@@ -43,6 +43,8 @@ RUNS = (
         ("--n", "2000000", "--d", "4", "--stage")),
     Run("curation_filters", "curation_filters", ("--n", "3", "--rounds", "1"),
         ("--n", "12", "--rounds", "3")),
+    Run("curation_accuracy", "curation_accuracy", ("--offline", "--no-iqa", "--no-rows"),
+        ("--no-rows",)),
     Run("fetch", "fetch", ("--n", "300", "--repeats", "1"), ("--n", "2000", "--repeats", "2")),
     Run("shards", "shards", ("--n", "200",), ("--n", "1000",)),
     Run("model", "model", ("--threads", "1", "--repeats", "1"),

@@ -139,15 +139,27 @@ class ProbeConfig(_Model):
 
 
 class FilterConfig(_Model):
-    """Content filters on the reduced image, cheapest first. Luma is 0..255 (BT.601).
+    """Content gates on the reduced image, cheapest first. Luma is 0..255 (BT.601).
 
-    Defaults were set on generated and sample photographs; they favour keeping a doubtful
-    photograph over keeping a graphic (the global quality step removes weak photographs).
+    Tuned on real photographs and wallpaper graphics (``python -m bench.curation_accuracy``;
+    figures in bench/README.md): they favour keeping a doubtful photograph over keeping a
+    graphic only where the evidence is weak (the global quality step removes weak photographs).
     """
 
     enabled: bool = Field(True, description="False: fetch and header probe only, no decode")
-    min_mean_luma: float = Field(
-        40.0, description="too_dark below: night shots this dark are mostly noise and black"
+    min_luma_p99: float = Field(
+        48.0,
+        description="too_dark below: the 99th luma percentile; an underexposed frame has no "
+        "highlight at all, a night scene or a dim forest has some",
+    )
+    max_dark_fraction: float = Field(
+        0.7, description="too_dark above: share of crushed-black pixels (luma <= 6)"
+    )
+    max_luma_p01: float = Field(
+        215.0, description="overexposed above: the 1st luma percentile (nothing dark: washed out)"
+    )
+    max_clipped_fraction: float = Field(
+        0.5, description="overexposed above: share of clipped-highlight pixels (luma >= 250)"
     )
     max_document_score: float = Field(
         1.5, description="document above: text lines (ink bands over paper) per 100 rows"
@@ -156,9 +168,10 @@ class FilterConfig(_Model):
         0.45, description="document needs at least this share of paper-bright pixels"
     )
     max_top_colors_fraction: float = Field(
-        0.6,
-        description="graphic above: share of pixels in the 8 commonest colours (6 bits "
-        "per channel); photographs spread over many, flat art and line art do not",
+        0.8,
+        description="graphic above, on its own: share of pixels in the 8 commonest colours "
+        "(6 bits per channel); flat art fills most of the frame with a few colours. A foggy "
+        "photograph reaches 0.63, so lower values are only a sign, with no sensor noise",
     )
     max_border_white: float = Field(
         0.7,
@@ -174,20 +187,83 @@ class FilterConfig(_Model):
     min_colorfulness: float = Field(
         4.0, description="grayscale below (Hasler-Suesstrunk M); a colour photo is > 15"
     )
-    flat_cell: int = Field(32, ge=4, description="cell size in reduced pixels (~LSDIR's 240/x4)")
+    flat_cell: int = Field(
+        32, ge=4, description="cell size in reduced pixels (flat cells and the noise floor)"
+    )
     flat_cell_std: float = Field(3.0, description="a cell is flat when its luma std is below")
     max_flat_fraction: float = Field(
-        0.5, description="flat above: LSDIR rejects images with over 50 % flat cells"
+        0.9,
+        description="flat above: share of flat cells; only a frame with almost nothing in it "
+        "(mist, sky and water photographs reach 0.5-0.8 and stay)",
     )
-    min_laplacian_var: float = Field(
-        150.0,
-        description="blurry below: variance of the Laplacian; LSDIR keeps 150..8000 "
-        "after a x4 downscale",
+    focus_tile: int = Field(32, ge=8, description="tile side of the focus map, reduced pixels")
+    min_focus_sharpness: float = Field(
+        0.6,
+        description="blurry below: edge sharpness (2nd over 1st difference, ~1 / edge width) "
+        "of the sharpest 10 % of tiles, in the blurriest direction; sharp real photographs "
+        "measure 0.7-2.7, Gaussian blur of sigma 2 reduced pixels <= 0.4, motion blur of 13 <= 0.6",
+    )
+    min_laplacian_var: float | None = Field(
+        None,
+        description="optional global blur gate (LSDIR: 150): variance of the Laplacian of the "
+        "whole reduced image; off by default, since it rejects depth of field, skies and water",
+    )
+    render_max_noise: float = Field(
+        0.75,
+        description="a render's sign: noise_median below this (luma levels, the median cell): "
+        "smooth nearly everywhere; camera photographs carry texture and noise over most of the "
+        "frame. Rejects as graphic only with a second sign",
+    )
+    render_min_exact_flat: float = Field(
+        0.3, description="second sign of a render: exact_flat_fraction at least this"
+    )
+    render_min_saturation: float = Field(
+        0.5, description="second sign of a render: mean saturation at least this"
+    )
+    render_min_top_colors: float = Field(
+        0.6, description="second sign of a render: top_colors_fraction at least this"
+    )
+    max_exact_flat_fraction: float = Field(
+        0.5,
+        description="graphic above, on its own: share of exactly flat 2x2 blocks (mid-tones); "
+        "drawn fills, never a camera's noise",
+    )
+    vivid_saturation: float = Field(
+        0.85, description="graphic at or above (with vivid_max_noise): mean saturation"
+    )
+    vivid_max_noise: float = Field(
+        3.0, description="vivid colour counts as a render only with noise_floor below this"
+    )
+    max_straight_edges: float = Field(
+        0.85,
+        description="graphic at or above: how far the five longest pixel-aligned edges span "
+        "their row or column (window borders, panels, stripes); real photographs <= 0.7",
+    )
+    max_noise_floor: float = Field(
+        15.0,
+        description="noisy above: noise in the smoothest cells (luma levels); real photographs "
+        "measure 0-4 on the reduced image, synthetic grain textures 14 and more",
     )
     max_laplacian_var: float | None = Field(
         8000.0, description="noisy above (LSDIR's upper bound); None disables"
     )
-    reject_grayscale: bool = Field(True, description="restoration training wants colour")
+    reject_grayscale: bool = Field(
+        True, description="a policy, not a judgement: restoration training here is RGB"
+    )
+
+
+class RejectSampleConfig(_Model):
+    """Thumbnails of rejected candidates kept in the published version, so a data team can
+    audit false rejects (only candidates rejected after a successful decode have pixels)."""
+
+    per_reason: int | None = Field(
+        50,
+        ge=0,
+        description="most thumbnails kept per reject reason in a version (the smallest "
+        "candidate ids win, so the choice is deterministic); None keeps all, 0 none",
+    )
+    max_side: int = Field(256, ge=16, le=1024, description="long side of a thumbnail, pixels")
+    quality: int = Field(70, ge=10, le=95, description="JPEG quality of the thumbnails")
 
 
 class CurationConfig(_Model):
@@ -207,3 +283,4 @@ class CurationConfig(_Model):
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    reject_samples: RejectSampleConfig = Field(default_factory=RejectSampleConfig)

@@ -1,21 +1,30 @@
-"""Content filters on the reduced image: cheapest first, stopping at the first reject.
+"""Content gates on the reduced image: is this a clean photograph a restoration dataset wants?
 
-Each filter takes the measurements it needs (names from ``storage.schemas.MEASUREMENT_COLUMNS``)
-and either passes or names a stable reason. Order and why:
+Each gate reads measurements (``curation.measures``; names from
+``storage.schemas.MEASUREMENT_COLUMNS``) and passes or names a stable reason, with a detail
+that says which evidence decided and the threshold that fired. Order, cheapest and surest first:
 
-1. ``too_dark``: mean luma; one pass, and dark images fool every later statistic.
-2. ``document``: a page is mostly one bright paper tone with dark ink in horizontal (or
-   vertical) bands: text lines. ``text_score`` counts ink bands per 100 rows.
-3. ``white_background``: the border is near-white, a good share of the image is too, and what
-   is not white is photographic (many colours): a product shot or a cut-out.
-4. ``graphic``: flat art, logos, line art, CAD: a few exact colours cover most pixels
-   (``top_colors_fraction``), or what is not white has few colours (``distinct_colors``).
-5. ``grayscale``: Hasler and Suesstrunk's colourfulness.
-6. ``flat``: share of cells with almost no luma variation (LSDIR's flat-region rule).
-7. ``blurry`` / ``noisy``: variance of the Laplacian (LSDIR keeps 150..8000).
+1. ``too_dark``: the luma histogram (crushed blacks, the 99th percentile), not the mean, so
+   a dim forest or a night scene with lights stays. (``overexposed``, from clipped highlights
+   and the 1st percentile, is decided after the white-ground gates below.)
+2. ``document``: mostly one bright paper tone with dark ink in bands: text lines.
+3. ``white_background``: near-white border and a good share of near-white, the rest
+   photographic (many colours): a product shot or a cut-out.
+4. ``graphic`` by colour counts: a few exact colours cover most pixels, or what is not white
+   has few colours (flat art, logos, line art).
+5. ``grayscale``: Hasler and Suesstrunk's colourfulness (a policy: training is RGB).
+6. ``flat``: almost every cell without luma variation: a frame with nothing in it.
+7. ``blurry``: the focus map: no region of the image is in focus (whole-frame defocus, or
+   motion blur in any direction). Depth of field keeps its sharp subject and passes.
+8. ``graphic`` by rendering evidence: pixel-aligned edges spanning the frame, exactly flat
+   fills, vivid colour all over; or smooth nearly everywhere (no sensor noise or texture in
+   the median cell) together with a second sign (flat fills, saturated colour, few colours).
+9. ``noisy``: noise far above any usable photograph's, or the Laplacian's variance above
+   LSDIR's upper bound.
 
-A measurement not reached stays absent (a null in the manifest), so a reject's ``detail`` shows
-exactly what was measured.
+By default the gates stop at the first reject (what a build needs, and measurements not
+reached stay null in the manifest); ``evaluate_all=True`` measures everything and decides every
+gate (``mird explain``, the accuracy benchmark).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from curation import measures
 from curation.config import FilterConfig
 
 # Below this many distinct 6-bit colours outside the white background, an image is drawn, not
@@ -33,11 +43,25 @@ MIN_PHOTO_COLORS = 400
 _BORDER = 0.04  # width of the border band, as a share of each side
 
 
+@dataclass(frozen=True)
+class GateDecision:
+    """One gate's verdict: ``reason`` is None when the image passed it."""
+
+    gate: str
+    reason: str | None
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.reason is None
+
+
 @dataclass
 class FilterResult:
     measurements: dict[str, float | int] = field(default_factory=dict)
-    reason: str | None = None  # None: passed every filter
+    reason: str | None = None  # None: passed every gate
     detail: str = ""
+    decisions: list[GateDecision] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -124,31 +148,110 @@ def _variance(values: np.ndarray) -> float:
     return max(0.0, float(np.dot(flat, flat)) / flat.size - mean * mean)
 
 
-def run_filters(image: Image.Image, cfg: FilterConfig | None = None) -> FilterResult:
-    """Measure ``image`` (the reduced RGB decode) and stop at the first failed filter."""
+class _Gates:
+    """Decides gate by gate; stops at the first reject unless every gate is wanted."""
+
+    def __init__(self, result: FilterResult, evaluate_all: bool) -> None:
+        self.result = result
+        self.evaluate_all = evaluate_all
+
+    def decide(self, gate: str, reason: str | None, detail: str = "") -> bool:
+        """Record the verdict; True when the caller should stop measuring."""
+        self.result.decisions.append(GateDecision(gate, reason, detail))
+        if reason is not None and self.result.reason is None:
+            self.result.reason, self.result.detail = reason, detail
+        return self.result.reason is not None and not self.evaluate_all
+
+
+def _shadow_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[str | None, str]:
+    if m["luma_p99"] < cfg.min_luma_p99:
+        return "too_dark", f"underexposed: luma_p99={m['luma_p99']:.0f} < {cfg.min_luma_p99:g}"
+    if m["dark_fraction"] > cfg.max_dark_fraction:
+        return "too_dark", (
+            f"crushed blacks: dark_fraction={m['dark_fraction']:.2f} > {cfg.max_dark_fraction:g}"
+        )
+    return None, (
+        f"luma_p99={m['luma_p99']:.0f} >= {cfg.min_luma_p99:g}, "
+        f"dark_fraction={m['dark_fraction']:.2f} <= {cfg.max_dark_fraction:g}"
+    )
+
+
+def _highlight_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[str | None, str]:
+    """After the white-ground gates: a product on white or a logo is clipped white too, and
+    its own reason says more than ``overexposed``."""
+    if m["luma_p01"] > cfg.max_luma_p01:
+        return "overexposed", f"washed out: luma_p01={m['luma_p01']:.0f} > {cfg.max_luma_p01:g}"
+    if m["clipped_fraction"] > cfg.max_clipped_fraction:
+        return "overexposed", (
+            f"clipped highlights: clipped_fraction={m['clipped_fraction']:.2f} > "
+            f"{cfg.max_clipped_fraction:g}"
+        )
+    return None, (
+        f"luma_p01={m['luma_p01']:.0f} <= {cfg.max_luma_p01:g}, "
+        f"clipped_fraction={m['clipped_fraction']:.2f} <= {cfg.max_clipped_fraction:g}"
+    )
+
+
+def _render_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[str | None, str]:
+    """Rendering evidence. Smoothness needs a second sign: fog, mist, skies and studio
+    backdrops are smooth too, so smoothness alone is no proof."""
+    noise = m["noise_floor"]
+    if m["straight_edges"] >= cfg.max_straight_edges:
+        return "graphic", (
+            f"pixel-aligned edges across the frame: straight_edges={m['straight_edges']:.2f} >= "
+            f"{cfg.max_straight_edges:g}"
+        )
+    if m["exact_flat_fraction"] > cfg.max_exact_flat_fraction:
+        return "graphic", (
+            f"exactly flat fills: exact_flat_fraction={m['exact_flat_fraction']:.2f} > "
+            f"{cfg.max_exact_flat_fraction:g}"
+        )
+    if m["saturation"] >= cfg.vivid_saturation and noise < cfg.vivid_max_noise:
+        return "graphic", (
+            f"vivid colour all over: saturation={m['saturation']:.2f} >= "
+            f"{cfg.vivid_saturation:g} with noise_floor={noise:.2f} < {cfg.vivid_max_noise:g}"
+        )
+    median = m["noise_median"]
+    if median >= cfg.render_max_noise:
+        return None, f"texture or noise: noise_median={median:.2f} >= {cfg.render_max_noise:g}"
+    quiet = f"smooth nearly everywhere: noise_median={median:.2f} < {cfg.render_max_noise:g}"
+    signs = []
+    if m["exact_flat_fraction"] >= cfg.render_min_exact_flat:
+        signs.append(f"exact_flat_fraction={m['exact_flat_fraction']:.2f}")
+    if m["saturation"] >= cfg.render_min_saturation:
+        signs.append(f"saturation={m['saturation']:.2f}")
+    if m["top_colors_fraction"] >= cfg.render_min_top_colors:
+        signs.append(f"top_colors_fraction={m['top_colors_fraction']:.2f}")
+    if signs:
+        return "graphic", f"{quiet} and {', '.join(signs)}"
+    return None, quiet + ", no other sign of synthesis"
+
+
+def run_filters(
+    image: Image.Image, cfg: FilterConfig | None = None, *, evaluate_all: bool = False
+) -> FilterResult:
+    """Measure ``image`` (the reduced RGB decode) and decide each gate in order."""
     cfg = cfg or FilterConfig()
     if image.mode != "RGB":
         image = image.convert("RGB")
     result = FilterResult()
     m = result.measurements
-
-    def reject(reason: str, detail: str) -> FilterResult:
-        result.reason, result.detail = reason, detail
-        return result
+    gates = _Gates(result, evaluate_all)
 
     luma_image = image.convert("L")
     gray = np.asarray(luma_image)
     histogram = luma_image.histogram()
-    m["mean_luma"] = float(np.dot(np.arange(256), histogram) / gray.size)
-    if m["mean_luma"] < cfg.min_mean_luma:
-        return reject("too_dark", f"mean_luma={m['mean_luma']:.1f} < {cfg.min_mean_luma}")
+    m.update(measures.exposure(histogram))
+    if gates.decide("shadows", *_shadow_verdict(m, cfg)):
+        return result
 
     paper, text_score = _document_score(gray, histogram, cfg)
     m["text_score"] = text_score
-    if paper >= cfg.document_min_paper and text_score > cfg.max_document_score:
-        return reject(
-            "document", f"text_score={text_score:.2f} > {cfg.max_document_score}, paper={paper:.2f}"
-        )
+    is_document = paper >= cfg.document_min_paper and text_score > cfg.max_document_score
+    sign = ">" if text_score > cfg.max_document_score else "<="
+    detail = f"text_score={text_score:.2f} {sign} {cfg.max_document_score:g}, paper={paper:.2f}"
+    if gates.decide("document", "document" if is_document else None, detail):
+        return result
 
     # Colour statistics need no full resolution: every other pixel, as contiguous planes
     # (numpy is several times slower on the interleaved, strided RGB array).
@@ -158,34 +261,76 @@ def run_filters(image: Image.Image, cfg: FilterConfig | None = None) -> FilterRe
     planes = tuple(np.asarray(plane) for plane in half.split())
     white, border, distinct, top = _colour_stats(planes, cfg.white_level)
     m.update(white_fraction=white, distinct_colors=distinct, top_colors_fraction=top)
+    reason, detail = None, f"top_colors_fraction={top:.2f}, distinct_colors={distinct}"
     if border > cfg.max_border_white and white >= cfg.min_white_fraction:
         if distinct >= MIN_PHOTO_COLORS:
-            return reject(
+            reason, detail = (
                 "white_background",
-                f"border white {border:.2f} > {cfg.max_border_white}, "
-                f"white_fraction={white:.2f}, distinct_colors={distinct}",
+                (
+                    f"border white {border:.2f} > {cfg.max_border_white:g}, "
+                    f"white_fraction={white:.2f}, distinct_colors={distinct}"
+                ),
             )
-        return reject("graphic", f"white ground, distinct_colors={distinct} < {MIN_PHOTO_COLORS}")
-    if top > cfg.max_top_colors_fraction:
-        return reject("graphic", f"top_colors_fraction={top:.2f} > {cfg.max_top_colors_fraction}")
+        else:
+            reason = "graphic"
+            detail = (
+                f"few colours on a white ground: distinct_colors={distinct} < {MIN_PHOTO_COLORS}"
+            )
+    elif top > cfg.max_top_colors_fraction:
+        reason = "graphic"
+        detail = f"few colours: top_colors_fraction={top:.2f} > {cfg.max_top_colors_fraction:g}"
+    if gates.decide("colours", reason, detail):
+        return result
+    if gates.decide("highlights", *_highlight_verdict(m, cfg)):
+        return result
 
     m["colorfulness"] = _colorfulness(planes)
-    if cfg.reject_grayscale and m["colorfulness"] < cfg.min_colorfulness:
-        return reject("grayscale", f"colorfulness={m['colorfulness']:.1f} < {cfg.min_colorfulness}")
+    grey = cfg.reject_grayscale and m["colorfulness"] < cfg.min_colorfulness
+    sign = "<" if m["colorfulness"] < cfg.min_colorfulness else ">="
+    detail = f"colorfulness={m['colorfulness']:.1f} {sign} {cfg.min_colorfulness:g}"
+    if not cfg.reject_grayscale:
+        detail += " (reject_grayscale off)"
+    if gates.decide("grayscale", "grayscale" if grey else None, detail):
+        return result
 
     m["flat_fraction"] = _flat_fraction(gray, cfg.flat_cell, cfg.flat_cell_std)
-    if m["flat_fraction"] > cfg.max_flat_fraction:
-        return reject("flat", f"flat_fraction={m['flat_fraction']:.2f} > {cfg.max_flat_fraction}")
+    is_flat = m["flat_fraction"] > cfg.max_flat_fraction
+    sign = ">" if is_flat else "<="
+    detail = f"flat_fraction={m['flat_fraction']:.2f} {sign} {cfg.max_flat_fraction:g}"
+    if gates.decide("flat", "flat" if is_flat else None, detail):
+        return result
 
     lap = _laplacian(gray)
     m["blur_laplacian_var"] = _variance(lap)
     m["edge_density"] = float(np.count_nonzero(np.abs(lap) > 40) / max(1, lap.size))
-    if m["blur_laplacian_var"] < cfg.min_laplacian_var:
-        return reject(
-            "blurry", f"blur_laplacian_var={m['blur_laplacian_var']:.0f} < {cfg.min_laplacian_var}"
+    m.update(measures.focus_map(gray, cfg.focus_tile, cfg.min_focus_sharpness))
+    reason = None
+    detail = f"focus_sharpness={m['focus_sharpness']:.2f} >= {cfg.min_focus_sharpness:g}"
+    if m["focus_sharpness"] < cfg.min_focus_sharpness:
+        reason = "blurry"
+        detail = (
+            f"nothing in focus: focus_sharpness={m['focus_sharpness']:.2f} < "
+            f"{cfg.min_focus_sharpness:g} (focus_fraction={m['focus_fraction']:.2f})"
         )
-    if cfg.max_laplacian_var is not None and m["blur_laplacian_var"] > cfg.max_laplacian_var:
-        return reject(
-            "noisy", f"blur_laplacian_var={m['blur_laplacian_var']:.0f} > {cfg.max_laplacian_var}"
-        )
+    elif cfg.min_laplacian_var is not None and m["blur_laplacian_var"] < cfg.min_laplacian_var:
+        reason = "blurry"
+        detail = f"blur_laplacian_var={m['blur_laplacian_var']:.0f} < {cfg.min_laplacian_var:g}"
+    if gates.decide("sharpness", reason, detail):
+        return result
+
+    m["noise_floor"], m["noise_median"] = measures.noise_levels(gray, cfg.flat_cell)
+    m["exact_flat_fraction"] = measures.exact_flat_fraction(planes)
+    m["saturation"] = measures.saturation(planes)
+    m["straight_edges"] = measures.straight_edges(gray)
+    if gates.decide("rendering", *_render_verdict(m, cfg)):
+        return result
+
+    reason, detail = None, f"noise_floor={m['noise_floor']:.2f} <= {cfg.max_noise_floor:g}"
+    if m["noise_floor"] > cfg.max_noise_floor:
+        reason = "noisy"
+        detail = f"noise_floor={m['noise_floor']:.1f} > {cfg.max_noise_floor:g}"
+    elif cfg.max_laplacian_var is not None and m["blur_laplacian_var"] > cfg.max_laplacian_var:
+        reason = "noisy"
+        detail = f"blur_laplacian_var={m['blur_laplacian_var']:.0f} > {cfg.max_laplacian_var:g}"
+    gates.decide("noise", reason, detail)
     return result

@@ -37,10 +37,12 @@ PACKAGED_PARAMETERS: dict[str, str] = {
     "niqe": "niqe_pris_params.mat",
     "brisque": "brisque_svm_weights.pt",
 }
-#: Starting points, not truths: on the reduced-decode proxy, clean photographs score far below
-#: these and strongly blurred, noisy or blocky ones above (see docs/quality.md). Calibrate
-#: on your own data; a metric without a threshold is scored but never rejects.
-DEFAULT_THRESHOLDS: dict[str, float] = {"niqe": 8.0, "brisque": 60.0, "piqe": 70.0}
+#: Calibrated on real photographs (``bench.curation_accuracy``, figures in bench/README.md):
+#: on the reduced-decode proxy, sharp professional photographs scored NIQE 2-8.7, BRISQUE
+#: 3-78 (a dune-grass photograph) and PIQE 18-60, so these reject none of them; strongly
+#: blurred, noisy or blocky images and most renders score above. `mird calibrate` proposes
+#: thresholds for your own sources; a metric without a threshold is scored but never rejects.
+DEFAULT_THRESHOLDS: dict[str, float] = {"niqe": 10.0, "brisque": 85.0, "piqe": 80.0}
 
 REJECT_STAGE = "quality"
 

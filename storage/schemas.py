@@ -29,6 +29,18 @@ MEASUREMENT_COLUMNS: dict[str, pa.DataType] = {
     "top_colors_fraction": pa.float32(),  # share of pixels in the 8 commonest colours
     "edge_density": pa.float32(),
     "text_score": pa.float32(),
+    "dark_fraction": pa.float32(),  # share of crushed-black pixels (exposure)
+    "clipped_fraction": pa.float32(),  # share of clipped highlights
+    "luma_p01": pa.float32(),  # 1st luma percentile
+    "luma_p99": pa.float32(),  # 99th luma percentile
+    "focus_sharpness": pa.float32(),  # edge sharpness of the sharpest 10 % of tiles
+    "global_sharpness": pa.float32(),  # the same ratio over the whole image
+    "focus_fraction": pa.float32(),  # share of tiles in focus
+    "noise_floor": pa.float32(),  # sensor-noise sigma in the smoothest cells
+    "noise_median": pa.float32(),  # noise and texture sigma in the median cell
+    "exact_flat_fraction": pa.float32(),  # exactly flat 2x2 blocks (drawn fills)
+    "saturation": pa.float32(),  # mean HSV saturation
+    "straight_edges": pa.float32(),  # reach of the longest pixel-aligned edges
 }
 
 #: IQA metrics with a dedicated manifest column (``iqa_<name>``); any other configured metric
@@ -65,6 +77,21 @@ REJECT_FIELDS: list[pa.Field] = [
     pa.field("detail", pa.string()),  # human-readable; for duplicates the kept key
 ]
 
+#: Thumbnails of a bounded sample of rejects (``curation.reject_samples`` says which and why
+#: they live in a table of their own): only candidates rejected after the reduced decode.
+REJECT_SAMPLE_FIELDS: list[pa.Field] = [
+    pa.field("candidate_id", pa.string(), nullable=False),  # as in the rejects table
+    pa.field("url", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("stage", pa.string(), nullable=False),  # filter, quality, dedupe
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string()),  # the threshold that fired: "name=value < limit"
+    pa.field("thumbnail", pa.binary(), nullable=False),  # JPEG bytes
+    pa.field("thumbnail_width", pa.int32(), nullable=False),
+    pa.field("thumbnail_height", pa.int32(), nullable=False),
+    pa.field("measurements", pa.map_(pa.string(), pa.float32())),  # filter measurements, IQA
+]
+
 SHARD_STATS_FIELDS: list[pa.Field] = [
     pa.field("shard", pa.string(), nullable=False),
     pa.field("samples", pa.int64(), nullable=False),
@@ -82,6 +109,7 @@ def _with_version(fields: list[pa.Field], name: str) -> pa.Schema:
 
 MANIFEST_SCHEMA = _with_version(_MANIFEST_FIELDS, "manifest")
 REJECTS_SCHEMA = _with_version(REJECT_FIELDS, "rejects")
+REJECT_SAMPLES_SCHEMA = _with_version(REJECT_SAMPLE_FIELDS, "reject_samples")
 SHARD_STATS_SCHEMA = _with_version(SHARD_STATS_FIELDS, "shard_stats")
 
 

@@ -85,6 +85,32 @@ def test_curation_filters_rates():
     assert 0 <= result["accepted_share"] <= 1 and result["mean_file_mb"] > 0.5
 
 
+def test_curation_accuracy_offline_judges_real_images():
+    """scikit-image's real photographs are kept and its graphics rejected, by the real gate
+    (IQA included: 7 images), with one row per image carrying its measurements."""
+    result = bench("curation_accuracy", "--offline")
+    assert result["photos"] == 5 and result["graphics"] == 2
+    assert result["photo_keep_rate"] == 1.0, result["photos_rejected"]
+    assert result["graphic_reject_rate"] == 1.0, result["graphics_kept"]
+    assert result["hard_kind_violations"] == []
+    rows = {row["name"]: row for row in result["rows"]}
+    assert rows["coffee"]["decision"] == "kept" and rows["coffee"]["scores"]["niqe"] > 0
+    assert rows["coffee"]["measurements"]["focus_sharpness"] > 0.6
+    assert rows["colorwheel"]["reason"] == "graphic"
+    assert result["inputs_under_default_min_side"] == 7
+
+
+def test_curation_accuracy_refuses_reserved_packages(tmp_path):
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("package\tpath\tlabel\nmate-backgrounds\tusr/share/x.jpg\tphoto\n")
+    proc = _run(["bench.curation_accuracy", "--labels", str(labels), "--no-iqa"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"bench.curation_accuracy: error: {labels}: package mate-backgrounds is reserved for "
+        "independent checks"
+    ]
+
+
 def test_fetch_accepts_every_image():
     result = bench("fetch", "--n", "40", "--distinct", "4", "--repeats", "1")
     assert result["accepted"] == 40 and result["server"] in ("nginx", "python-threaded")

@@ -16,6 +16,7 @@ from curation.config import SourceConfig
 from curation.demo_server import DemoServer, write_url_list
 from curation.demo_source import (
     BAD_KIND_SHARES,
+    HARD_CASES,
     KEEP,
     REASON_DUPLICATE,
     REASON_NEAR_DUPLICATE,
@@ -55,6 +56,16 @@ def test_mix_has_every_kind_in_planned_shares(web):
         "low_quality:niqe", "bad_aspect", "too_small", "duplicate_of", "near_duplicate_of",
         "truncated", "not_an_image", "http_404",
     }  # fmt: skip
+
+
+def test_hard_kinds_of_photograph_are_in_and_planned_kept(web):
+    """Shallow depth of field, mist, night, sky and water, made from real photographs: kept,
+    so the build below (and the demo's outcome check) fail when the gate throws them away."""
+    hard = {f"photo-{name}.jpg" for name, *_ in HARD_CASES}
+    assert kind_counts(300)["photo"] // 4 >= len(HARD_CASES)  # the full demo has them all
+    present = {name: outcome for name, (_, outcome) in web.items() if name in hard}
+    assert {name.split("-")[1] for name in present} == {"dof", "mist", "night", "sky", "water"}
+    assert set(present.values()) == {KEEP}
 
 
 def test_photos_are_high_resolution_and_copies_copy_them(web):

@@ -74,11 +74,12 @@ def test_photographs_through_the_jpeg_draft_path_pass() -> None:
 def test_measurements_stop_at_the_reject_and_use_schema_names() -> None:
     dark = run_filters(images.dark(640, 480))
     assert dark.reason == "too_dark"
-    assert set(dark.measurements) == {"mean_luma"}
+    exposure = {"mean_luma", "dark_fraction", "clipped_fraction", "luma_p01", "luma_p99"}
+    assert set(dark.measurements) == exposure  # the histogram's measures, nothing later
     photo = run_filters(images.photo_like(640, 480, seed=4))
     assert set(photo.measurements) <= set(MEASUREMENT_COLUMNS)
     assert {"blur_laplacian_var", "flat_fraction", "colorfulness"} <= set(photo.measurements)
-    assert dark.detail.startswith("mean_luma=")
+    assert dark.detail.startswith("underexposed: luma_p99=")
 
 
 def test_thresholds_come_from_the_config() -> None:
@@ -88,6 +89,9 @@ def test_thresholds_come_from_the_config() -> None:
     photo = images.photo_like(640, 480, seed=8)
     assert run_filters(photo, FilterConfig(min_laplacian_var=1e6)).reason == "blurry"
     assert run_filters(photo, FilterConfig(max_laplacian_var=1.0)).reason == "noisy"
+    noise_only = FilterConfig(max_noise_floor=0.1, max_laplacian_var=None)
+    assert run_filters(photo, noise_only).reason == "noisy"  # the noise floor alone
+    assert run_filters(photo, FilterConfig(max_laplacian_var=None)).reason is None
 
 
 def _header(width: int, height: int, config: ProbeConfig) -> str:
@@ -167,7 +171,7 @@ def test_transparent_pixels_become_white() -> None:
         ("rocket", "accepted"),
         ("immunohistochemistry", "accepted"),
         ("camera", "grayscale"),
-        ("text", "graphic"),
+        ("text", "grayscale"),  # a grey photograph of lettering: camera noise, no render
         ("logo", "graphic"),
     ],
 )
