@@ -5,7 +5,8 @@ measuring). Accepted records go to a ``sink`` as they complete (hashing, scoring
 writing: the next helpers' job) or, without a sink, are returned in candidate order. Every
 other candidate becomes exactly one :class:`~curation.records.Reject`.
 
-Outputs in the partition's directory, ``rejects.parquet`` then ``_stats.json``: the stats file
+Outputs in the partition's directory, ``rejects.parquet``, ``reject_samples.parquet`` (thumbnails
+of some rejects, ``curation.reject_samples``) then ``_stats.json``: the stats file
 is written last and is the done marker. A partition whose marker exists (for the same
 candidates) is skipped; one killed before its marker is redone whole, and since every output
 is written atomically under a fixed name, the redo replaces rather than duplicates.
@@ -30,9 +31,16 @@ from curation.fetch import Fetcher
 from curation.filters import run_filters
 from curation.probe import Prober
 from curation.records import AcceptedRecord, Candidate, Partition, Reject, Rejection
+from curation.reject_samples import RejectSampler
 from storage.atomic import atomic_write_bytes, atomic_write_json
-from storage.build_area import REJECTS_FILE, STATS_FILE
-from storage.schemas import REJECTS_SCHEMA, SCHEMA_VERSION, parquet_bytes, table_from_rows
+from storage.build_area import REJECT_SAMPLES_FILE, REJECTS_FILE, STATS_FILE
+from storage.schemas import (
+    REJECT_SAMPLES_SCHEMA,
+    REJECTS_SCHEMA,
+    SCHEMA_VERSION,
+    parquet_bytes,
+    table_from_rows,
+)
 from storage.uri import join, open_fs
 
 log = logging.getLogger(__name__)
@@ -81,8 +89,12 @@ def process_candidate(
     prober: Prober,
     config: CurationConfig,
     prepare: Prepare | None = None,
+    samples: RejectSampler | None = None,
 ) -> tuple[AcceptedRecord | Reject, int | None]:
-    """One candidate end to end: (outcome, bytes fetched or None). Never raises."""
+    """One candidate end to end: (outcome, bytes fetched or None). Never raises.
+
+    A reject after the reduced decode is offered to ``samples`` here, in the worker thread,
+    while its image is at hand."""
     fetched_bytes: int | None = None
     try:
         fetched = fetcher.fetch(candidate)
@@ -95,9 +107,12 @@ def process_candidate(
             verdict = run_filters(image, config.filters)
             measurements.update(verdict.measurements)
             if not verdict.passed:
-                return Reject(
-                    candidate, "filter", verdict.reason or "", verdict.detail
-                ), fetched_bytes
+                reject = Reject(
+                    candidate, "filter", verdict.reason or "", verdict.detail, measurements
+                )
+                if samples is not None:
+                    samples.offer(reject, image)
+                return reject, fetched_bytes
         provenance = {
             "final_url": fetched.final_url,
             "http_status": fetched.status,
@@ -119,6 +134,8 @@ def process_candidate(
             provenance=provenance,
         )
         if prepare is not None and (late_reject := prepare(record)) is not None:
+            if samples is not None:
+                samples.offer(late_reject, image, {**measurements, **late_reject.measurements})
             return late_reject, fetched_bytes
         return record, fetched_bytes
     except Rejection as rejection:
@@ -181,6 +198,7 @@ def run_partition(
     fetcher = fetcher or Fetcher(config.fetch)
     prober = Prober(config.probe)
     prepare: Prepare | None = getattr(sink, "prepare", None)
+    samples = RejectSampler(config.reject_samples)
     try:
         with ThreadPoolExecutor(config.fetch.threads, thread_name_prefix="curate") as pool:
             # Finished futures arrive through a queue (O(1) each, unlike repeated wait() over
@@ -189,7 +207,7 @@ def run_partition(
             finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
             for candidate in unique:
                 pool.submit(
-                    process_candidate, candidate, fetcher, prober, config, prepare
+                    process_candidate, candidate, fetcher, prober, config, prepare, samples
                 ).add_done_callback(finished.put)
             try:
                 for done_count in range(1, len(unique) + 1):
@@ -204,6 +222,8 @@ def run_partition(
                         bytes_accepted += len(outcome.data)
                     elif (late_reject := sink.accept(outcome)) is not None:
                         rejects.append(late_reject)
+                        late_measurements = {**outcome.measurements, **late_reject.measurements}
+                        samples.offer(late_reject, outcome.image, late_measurements)
                     else:
                         bytes_accepted += len(outcome.data)
                     del outcome
@@ -220,6 +240,7 @@ def run_partition(
     accepted.sort(key=lambda record: order[record.id])
     rejects.sort(key=lambda reject: (order[reject.candidate.id], reject.stage))
     n_accepted = len(partition.candidates) - len(rejects)
+    sample_rows = samples.rows()
     stats: dict[str, Any] = {
         "partition": partition.id,
         "source": partition.source,
@@ -233,6 +254,7 @@ def run_partition(
         "rejects_by_stage": dict(sorted(Counter(r.stage for r in rejects).items())),
         "bytes_fetched": bytes_fetched,
         "bytes_accepted": bytes_accepted,
+        "reject_samples": len(sample_rows),
         "seconds": round(time.monotonic() - started, 3),
         "started_at": started_at.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
@@ -240,6 +262,8 @@ def run_partition(
         "downstream": downstream,
     }
     write_rejects(join(out_uri, REJECTS_FILE), rejects)
+    table = table_from_rows(sample_rows, REJECT_SAMPLES_SCHEMA)
+    atomic_write_bytes(join(out_uri, REJECT_SAMPLES_FILE), parquet_bytes(table))
     atomic_write_json(join(out_uri, STATS_FILE), stats)  # last: the done marker
     return PartitionResult(partition.id, out_uri, stats, accepted, rejects)
 

@@ -2,7 +2,8 @@
 
 Input: the build area (every partition's accepted samples and rejects), the keys dropped by
 global dedupe (with their reject rows), and optionally a parent version whose shards the new
-version lists unchanged (incremental builds). Output: a published, immutable version.
+version lists unchanged (incremental builds). Output: a published, immutable version, with the
+thumbnails of a bounded sample of its rejects (``curation.reject_samples``).
 
 Deterministic: samples are written in key order, rejects sorted by candidate id, no clock or
 host enters a manifest or shard, so the same inputs and config give byte-identical files.
@@ -10,6 +11,7 @@ host enters a manifest or shard, so the same inputs and config give byte-identic
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -20,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.config import RejectSampleConfig
+from curation.reject_samples import dropped_samples, select_per_reason
 from storage.build_area import BuildArea
 from storage.schemas import IQA_COLUMNS, REJECTS_SCHEMA, table_from_rows
 from storage.shards import DEFAULT_SHARD_BYTES, DEFAULT_SHARD_COUNT, MemberReader, Sample, index_tar
@@ -147,12 +151,14 @@ def publish_build(
     extra_stats: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     staged: pa.Table | None = None,
+    reject_samples: RejectSampleConfig | None = None,
 ) -> PublishedVersion:
     """Write the kept samples of ``area`` (minus ``dropped``: key -> reject row) as a version.
 
     With ``parent``, the new version first lists every shard of that version unchanged and
     then adds the new samples (dedupe must already have dropped those the parent holds).
     ``staged`` is ``area.manifest()`` when the caller has read it already.
+    ``reject_samples`` bounds the rejects' thumbnails (the partitions' and dedupe's).
     """
     dropped = dropped or {}
     staged = area.manifest() if staged is None else staged
@@ -197,6 +203,9 @@ def publish_build(
                 if progress is not None:
                     progress(i + 1, len(rows))
             writer.add_rejects(rejects)
+            writer.add_reject_samples(
+                _reject_samples(dataset, area, staged, dropped, reject_samples)
+            )
             # The funnel describes this build's candidates (reused samples were counted
             # in the parent's stats); `samples` in stats.json counts the whole version.
             rejects_table = table_from_rows(rejects, REJECTS_SCHEMA)
@@ -207,3 +216,18 @@ def publish_build(
             return writer.publish(stats=stats, license=license)
     finally:
         reader.close()
+
+
+def _reject_samples(
+    dataset: Dataset,
+    area: BuildArea,
+    staged: pa.Table,
+    dropped: dict[str, dict[str, Any]],
+    config: RejectSampleConfig | None,
+) -> list[dict[str, Any]]:
+    """The version's reject thumbnails: the partitions' and those of dedupe's drops, trimmed
+    to ``per_reason`` per stage and reason (smallest candidate ids first)."""
+    config = config or RejectSampleConfig()
+    partitions = (table.to_pylist() for table in area.iter_reject_samples())  # one at a time
+    dedupe = dropped_samples(dataset.uri, staged, dropped, config)
+    return select_per_reason(itertools.chain(partitions, [dedupe]), config.per_reason)

@@ -57,6 +57,9 @@ class Reject:
     stage: str  # source, fetch, probe, decode, filter, ...
     reason: str  # stable code: http_404, timeout, too_small, blurry, ...
     detail: str = ""  # human-readable; measurements for filter rejects
+    # What was measured before the reject (filter measurements, IQA scores): not a rejects
+    # column, it goes with the reject's thumbnail (curation.reject_samples) when one is kept.
+    measurements: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_rejection(cls, candidate: Candidate, rejection: Rejection) -> Reject:

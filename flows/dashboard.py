@@ -7,11 +7,12 @@ thresholds drawn, near-duplicate clusters, seeded random kept and rejected examp
 history of every published version. Charts are hand-written SVG and the little CSS/JS there is
 comes from ``dashboard_assets/`` inlined, so the page needs no network to view.
 
-Thumbnails: kept samples are read from the version's shards. A version keeps no bytes of
-rejected candidates; those whose bytes survive in a build's staging area
-(``ROOT/NAME/_builds/*/partitions/*``, kept until the build area is removed: in practice the
-candidates that global dedupe dropped) are shown from there, every other reject is shown as its
-reason and detail without an image. The page says so.
+Thumbnails: kept samples are read from the version's shards. Rejects are shown reason by
+reason (``flows.dashboard_rejects``) from the thumbnails the version keeps of a sample of them
+(``vN/reject_samples``: candidates rejected after their image was decoded). A reason without
+stored thumbnails shows drawn examples: with an image where its bytes survive in a build's
+staging area (``ROOT/NAME/_builds/*/partitions/*``, kept until the build area is removed),
+otherwise as reason and detail only. The page says so.
 
 Aggregations run inside DuckDB, so a manifest of millions of rows is never loaded into Python;
 the page is deterministic (no clock, seeded sampling): the same version gives the same bytes.
@@ -32,6 +33,7 @@ from typing import Any
 import duckdb
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from flows.dashboard_rejects import ReasonGroup, reason_groups, sample_files, section_rejected
 from storage.atomic import atomic_write_bytes
 from storage.errors import StorageError, VersionNotFoundError
 from storage.schemas import IQA_COLUMNS
@@ -136,6 +138,7 @@ class DashboardData:
     history: list[VersionRow]
     seed: int
     problems: list[str] = field(default_factory=list)
+    reject_groups: list[ReasonGroup] = field(default_factory=list)  # stored reject thumbnails
 
 
 # =============================================================================== inputs
@@ -651,6 +654,12 @@ def collect(
             history=collector.history(),
             seed=seed,
             problems=collector.problems,
+            reject_groups=reason_groups(
+                collector.con,
+                sample_files(dataset, published.version),
+                reasons,
+                parse_thresholds(collector.stats, collector.stats_uri),
+            ),
         )
     finally:
         collector.close()
@@ -1080,25 +1089,23 @@ def _section_kept(d: DashboardData) -> str:
 
 
 def _section_rejected(d: DashboardData) -> str:
-    reasons = sorted({t.reason for t in d.rejected_examples if t.reason})
-    options = '<option value="">all reasons</option>' + "".join(
-        f'<option value="{_e(r)}">{_e(r)}</option>' for r in reasons
-    )
-    grid = "".join(_figure(t) for t in d.rejected_examples)
-    shown = sum(1 for t in d.rejected_examples if t.image)
+    """Reason by reason (flows.dashboard_rejects); drawn examples where none is stored."""
+    stored = {g.label for g in d.reject_groups if g.samples}
+    drawn = [t for t in d.rejected_examples if t.reason and t.reason not in stored]
+    fallback: dict[str, list[str]] = {}
+    for thumb in drawn:
+        fallback.setdefault(thumb.reason or "", []).append(_figure(thumb))
+    shown = sum(1 for t in drawn if t.image)
     if d.staging_used:
         where = "build staging area " + ", ".join(d.staging_used)
         source = f"{shown} of them have an image, from the {where}"
     else:
         source = "no build staging area is left, so none has an image"
-    return (
-        '<section id="rejected"><h2>Rejected examples</h2>'
-        f'<p class="note">{len(d.rejected_examples)} rejects, spread over the reasons '
-        f"(seed {d.seed}). A version keeps no bytes of rejected candidates: {source}; the "
-        "others show their reason and detail only.</p>"
-        f'<div class="filter"><label>Reason: <select id="reject-filter">{options}</select>'
-        f'</label></div><div class="grid-thumbs" id="rejected-grid">{grid}</div></section>'
+    note = (
+        f"The other reasons show {len(drawn)} rejects drawn with seed {d.seed}: {source}; "
+        "the others show their reason and detail only."
     )
+    return section_rejected(d.reject_groups, fallback, _e(note))
 
 
 def _ratio_cell(ratio: float | None) -> tuple[Any, str]:

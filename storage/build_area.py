@@ -5,6 +5,7 @@
     samples-000000.tar   staging shard of the accepted samples (original bytes)
     manifest.parquet     their manifest rows (MANIFEST_SCHEMA; ``shard`` relative to ROOT/NAME)
     rejects.parquet      the partition's rejects (REJECTS_SCHEMA)
+    reject_samples.parquet  thumbnails of some of them (REJECT_SAMPLES_SCHEMA; may be absent)
     _stats.json          counts and timings: written LAST, it is the done marker
 
 A partition whose marker exists is done and skipped on rerun; one without a marker (killed
@@ -15,7 +16,7 @@ removed after a successful publish unless asked to keep it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +24,7 @@ import pyarrow as pa
 from storage.atomic import atomic_write_bytes, atomic_write_json
 from storage.schemas import (
     MANIFEST_SCHEMA,
+    REJECT_SAMPLES_SCHEMA,
     REJECTS_SCHEMA,
     parquet_bytes,
     read_parquet_files,
@@ -35,6 +37,7 @@ from storage.versions import Dataset
 #: File names inside a partition directory (curation.partition writes the same ones).
 STATS_FILE = "_stats.json"  # the done marker, written last
 REJECTS_FILE = "rejects.parquet"
+REJECT_SAMPLES_FILE = "reject_samples.parquet"
 MANIFEST_FILE = "manifest.parquet"
 SAMPLES_PREFIX = "samples"
 SAMPLES_SHARD = f"{SAMPLES_PREFIX}-000000.tar"  # one staging shard per partition
@@ -81,8 +84,11 @@ class BuildArea:
         samples: Iterable[tuple[Sample, dict[str, Any]]],
         rejects: Iterable[dict[str, Any]],
         stats: dict[str, Any],
+        reject_samples: Iterable[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Write one partition's outputs; the stats marker goes last. Returns the stats."""
+        """Write one partition's outputs; the stats marker goes last. Returns the stats.
+
+        ``reject_samples``: REJECT_SAMPLES_SCHEMA rows (thumbnails of some rejects), if any."""
         path = self._partition_path(partition_id)
         if self.fs.exists(path):  # remains of a killed attempt: redo the partition whole
             self.fs.rm(path, recursive=True)
@@ -116,6 +122,12 @@ class BuildArea:
             parquet_bytes(table_from_rows(list(rejects), REJECTS_SCHEMA)),
             self.fs,
         )
+        if reject_samples is not None:
+            atomic_write_bytes(
+                join(path, REJECT_SAMPLES_FILE),
+                parquet_bytes(table_from_rows(list(reject_samples), REJECT_SAMPLES_SCHEMA)),
+                self.fs,
+            )
         stats = {**stats, "partition": partition_id, "accepted": len(rows)}
         atomic_write_json(join(path, STATS_FILE), stats, self.fs)
         return stats
@@ -130,6 +142,14 @@ class BuildArea:
 
     def rejects(self) -> pa.Table:
         return self._read_all(REJECTS_FILE, REJECTS_SCHEMA)
+
+    def iter_reject_samples(self) -> Iterator[pa.Table]:
+        """Each finished partition's reject thumbnails, one table at a time (partitions
+        without the file, e.g. written before thumbnails existed, have none)."""
+        for partition_id in self.done_partitions():
+            path = join(self._partition_path(partition_id), REJECT_SAMPLES_FILE)
+            if self.fs.exists(path):
+                yield read_parquet_files(self.fs, [path], REJECT_SAMPLES_SCHEMA)
 
     def partition_stats(self) -> list[dict[str, Any]]:
         stats = []

@@ -19,7 +19,8 @@ from storage.versions import Dataset, PublishedVersion
 @dataclass(frozen=True)
 class Problem:
     kind: str  # missing_shard, unreadable_shard, shard_checksum, missing_sample, extra_sample,
-    #            sha256_mismatch, size_mismatch, extra_shard, bad_metadata, manifest_error
+    #            sha256_mismatch, size_mismatch, extra_shard, bad_metadata, manifest_error,
+    #            reject_samples_error
     where: str  # a shard or file URI
     key: str | None = None
     detail: str = ""
@@ -126,7 +127,26 @@ def verify_version(
                 report.problems.append(
                     Problem("extra_shard", join(version.uri, "shards", name), detail="not listed")
                 )
+    report.problems.extend(_check_reject_samples(version))
     return report
+
+
+def _check_reject_samples(version: PublishedVersion) -> list[Problem]:
+    """The reject thumbnails (if the version has them) read with their schema, and each
+    belongs to a reject of the version's rejects table."""
+    where = join(version.uri, "reject_samples")
+    try:
+        samples = version.reject_samples().column("candidate_id").to_pylist()
+        if not samples:
+            return []
+        rejected = set(version.rejects().column("candidate_id").to_pylist())
+    except (OSError, StorageError, ValueError) as exc:
+        message = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return [Problem("reject_samples_error", where, detail=message)]
+    return [
+        Problem("reject_samples_error", where, key, "not in the rejects table")
+        for key in sorted(set(samples) - rejected)
+    ]
 
 
 def resolve_target(target: str) -> tuple[Dataset, list[str]]:

@@ -6,6 +6,7 @@ Layout of a version::
     ROOT/NAME/vN/shards/*.tar        WebDataset shards (kept samples only)
     ROOT/NAME/vN/manifest/*.parquet  one row per sample (storage.schemas.MANIFEST_SCHEMA)
     ROOT/NAME/vN/rejects/*.parquet   one row per rejected candidate
+    ROOT/NAME/vN/reject_samples/*.parquet  thumbnails of a bounded sample of the rejects
     ROOT/NAME/vN/shards.parquet      per-shard sample count, size and sha256
     ROOT/NAME/vN/stats.json          counts and whatever the builder adds
     ROOT/NAME/vN/card.md             the dataset card
@@ -34,6 +35,7 @@ from storage.errors import StorageError, VersionExistsError, VersionNotFoundErro
 from storage.keys import KeyRegistry
 from storage.schemas import (
     MANIFEST_SCHEMA,
+    REJECT_SAMPLES_SCHEMA,
     REJECTS_SCHEMA,
     SCHEMA_VERSION,
     SHARD_STATS_SCHEMA,
@@ -162,6 +164,7 @@ class VersionWriter:
         self._manifest_rows: list[dict[str, Any]] = []
         self._manifest_parts = 0
         self._rejects: list[dict[str, Any]] = []
+        self._reject_samples: list[dict[str, Any]] | None = None  # None: no table written
         self._shard_rows: list[dict[str, Any]] = []
         self._published = False
         self._shards = ShardWriter(
@@ -257,6 +260,13 @@ class VersionWriter:
     def add_rejects(self, rows: Iterable[dict[str, Any]]) -> None:
         self._rejects.extend(rows)
 
+    def add_reject_samples(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Thumbnail rows (REJECT_SAMPLES_SCHEMA); once called, the version has the table,
+        empty or not. Written in the order given: the caller sorts them."""
+        if self._reject_samples is None:
+            self._reject_samples = []
+        self._reject_samples.extend(rows)
+
     def publish(
         self,
         *,
@@ -282,6 +292,12 @@ class VersionWriter:
         atomic_write_bytes(
             join(self.path, "rejects", "part-00000.parquet"), parquet_bytes(rejects), self.fs
         )
+        if self._reject_samples is not None:
+            atomic_write_bytes(
+                join(self.path, "reject_samples", "part-00000.parquet"),
+                parquet_bytes(table_from_rows(self._reject_samples, REJECT_SAMPLES_SCHEMA)),
+                self.fs,
+            )
         shard_table = table_from_rows(
             sorted(self._shard_rows, key=lambda r: r["shard"]), SHARD_STATS_SCHEMA
         )
@@ -297,6 +313,7 @@ class VersionWriter:
             "shards": len(self._shard_rows),
             "bytes": int(sum(r["bytes"] for r in self._shard_rows)),
             "rejects": rejects.num_rows,
+            "reject_samples": len(self._reject_samples or ()),
         }
         atomic_write_json(join(self.path, "stats.json"), full_stats, self.fs)
         card = render_card(
@@ -354,6 +371,13 @@ class PublishedVersion:
 
     def rejects(self) -> pa.Table:
         return self._read_parquet_dir("rejects", REJECTS_SCHEMA)
+
+    def reject_samples(self) -> pa.Table:
+        """Thumbnails of sampled rejects (REJECT_SAMPLES_SCHEMA); empty for a version
+        published without them (older builders, patches datasets)."""
+        if not self.dataset.fs.exists(join(self.dataset.path, self.version, "reject_samples")):
+            return REJECT_SAMPLES_SCHEMA.empty_table()
+        return self._read_parquet_dir("reject_samples", REJECT_SAMPLES_SCHEMA)
 
     def shard_stats(self) -> pa.Table:
         path = join(self.dataset.path, self.version, "shards.parquet")

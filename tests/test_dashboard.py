@@ -18,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from curation.publish import publish_build
+from curation.reject_samples import sample_row, thumbnail_jpeg
 from flows.dashboard import DashboardError, build_dashboard, collect
 from storage.build_area import BuildArea
 from storage.demo_data import encode, photo_like
@@ -80,8 +81,19 @@ def _build(dataset: Dataset, build_id: str, start: int, n: int, parent: str | No
             {"candidate_id": f"{build_id}-lq-{p}", "source": source, "stage": "quality",
              "reason": "low_quality:niqe", "detail": f"niqe={9.5 + p:.4g} > 8; brisque=71 > 60"},
         ]  # fmt: skip
+        # the filter and quality rejects were decoded: the partition kept their thumbnails
+        measured = [{"blur_laplacian_var": 3.1, "mean_luma": 118.0},
+                    {"niqe": 9.5 + p, "brisque": 71.0, "mean_luma": 120.0}]  # fmt: skip
+        thumbs = [
+            sample_row(r, thumbnail_jpeg(Image.fromarray(photo_like(300, 200, i)), 256, 75), m)
+            for i, (r, m) in enumerate(zip(rejects[2:], measured, strict=True))
+        ]
         area.write_partition(
-            f"{source}-{p:06d}", items, rejects, {"candidates": len(items) + len(rejects)}
+            f"{source}-{p:06d}",
+            items,
+            rejects,
+            {"candidates": len(items) + len(rejects)},
+            reject_samples=thumbs,
         )
     publish_build(
         dataset,
@@ -219,6 +231,17 @@ def test_thumbnails_duplicates_and_rejected_examples(dataset):
     for thumb in data.rejected_examples:
         assert bool(thumb.image) == thumb.reason.startswith("dedupe/"), thumb
     assert data.staging_used == [f"{dataset.uri}/_builds/b2"]
+    # stored thumbnails (reject_samples): per reason, for the rejects decoded before
+    stored = {g.label: len(g.samples) for g in data.reject_groups}
+    assert stored == {"fetch/http_404": 0, "probe/too_small": 0, "filter/blurry": 2,
+                      "quality/low_quality:niqe": 2, "dedupe/near_duplicate_of": 2,
+                      "dedupe/duplicate_of": 2}  # fmt: skip
+    groups = {g.label: g for g in data.reject_groups}
+    assert groups["filter/blurry"].thresholds == ["blur_laplacian_var < 40"]
+    assert groups["quality/low_quality:niqe"].thresholds == ["niqe > 8", "brisque > 60"]
+    blur = groups["filter/blurry"].samples[0]
+    assert dict(blur.measurements)["blur_laplacian_var"] == pytest.approx(3.1)
+    assert blur.image.startswith("data:image/jpeg;base64,")
     assert data.problems == []
 
 
@@ -241,6 +264,10 @@ def test_without_staging_area_rejects_show_reasons_only(dataset, tmp_path):
     assert "no build staging area is left" in text
     data = collect(Dataset(str(tmp_path), "ird"))
     assert all(t.image is None for t in data.rejected_examples)
+    # the version's own thumbnails do not depend on the staging area
+    assert sum(len(g.samples) for g in data.reject_groups) == 8
+    section = text.split('<section id="rejected">', 1)[1].split("</section>", 1)[0]
+    assert section.count('<img src="data:image/jpeg;base64,') == 8
     assert all(c.kept.image and not any(t.image for t in c.dropped) for c in data.clusters)
 
 
@@ -298,15 +325,30 @@ def test_renders_in_headless_chromium_without_console_errors(dataset, tmp_path):
             return Array.from(document.querySelectorAll('#rejected-grid figure'))
                         .filter(f => !f.hidden).length;
         })()""")
+        rejected = page.evaluate("""(() => {
+            const s = document.getElementById('reject-filter');
+            s.value = ''; s.dispatchEvent(new Event('change'));
+            const imgs = Array.from(document.querySelectorAll('#rejected-grid img'));
+            return {
+                groups: Array.from(document.querySelectorAll('#rejected-grid .reject-group h3'))
+                             .map(h => h.textContent),
+                images: imgs.filter(i => i.src.startsWith('data:image/jpeg;base64,')).length,
+                broken: imgs.filter(i => !i.complete || i.naturalWidth === 0).length,
+            };
+        })()""")
         errors = page.errors()
     assert errors == []
     assert checks["ready"] == "1" and checks["broken"] == 0
     data = collect(dataset)
-    thumbs = [*data.kept_examples, *data.rejected_examples]
+    stored = {g.label: len(g.samples) for g in data.reject_groups}
+    thumbs = [*data.kept_examples, *[t for t in data.rejected_examples if not stored[t.reason]]]
     thumbs += [t for c in data.clusters for t in (c.kept, *c.dropped)]
-    assert checks["images"] == sum(1 for t in thumbs if t.image) > 20
+    assert checks["images"] == sum(1 for t in thumbs if t.image) + sum(stored.values()) > 20
     assert checks["svgs"] >= 8
     assert filtered == 2
+    # rejected: one heading per reason, and the stored thumbnails of the decoded ones render
+    assert rejected["groups"] == [f"{g.label} · {g.count} rejected" for g in data.reject_groups]
+    assert rejected["images"] == sum(stored.values()) == 8 and rejected["broken"] == 0
     screenshot = Image.open(tmp_path / "dashboard.png")
     assert screenshot.width == 1280 and screenshot.height > 900
     pixels = np.asarray(screenshot.convert("RGB").resize((64, 64))).reshape(-1, 3)

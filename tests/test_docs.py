@@ -419,7 +419,9 @@ def schema_table(marker: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-@pytest.mark.parametrize("name", ["MANIFEST_SCHEMA", "REJECTS_SCHEMA", "SHARD_STATS_SCHEMA"])
+@pytest.mark.parametrize(
+    "name", ["MANIFEST_SCHEMA", "REJECTS_SCHEMA", "REJECT_SAMPLES_SCHEMA", "SHARD_STATS_SCHEMA"]
+)
 def test_readme_schema_tables_match_storage_schemas(name):
     import storage.schemas
 

@@ -17,6 +17,7 @@ from curation.config import CurationConfig, FetchConfig, ProbeConfig, SourceConf
 from curation.partition import REJECTS_FILE, STATS_FILE, read_stats, run_partition
 from curation.records import AcceptedRecord, Candidate, Partition, Reject
 from curation.sources import candidate_id, iter_partitions
+from storage.build_area import REJECT_SAMPLES_FILE
 from storage.schemas import REJECTS_SCHEMA
 from tests import curation_images as images
 from tests.http_fixtures import (
@@ -68,7 +69,10 @@ def test_outputs_and_marker(http_server: FaultServer, tmp_path: Path) -> None:
     assert stats["bytes_accepted"] == sum(len(r.data) for r in result.accepted)
     assert stats["bytes_fetched"] > stats["bytes_accepted"] > 0
     assert stats["seconds"] >= 0
-    assert sorted(os.listdir(out)) == [STATS_FILE, REJECTS_FILE]  # no temp files left
+    # no temp files left; the dark photo (rejected after its decode) has a thumbnail
+    assert sorted(os.listdir(out)) == sorted([STATS_FILE, REJECTS_FILE, REJECT_SAMPLES_FILE])
+    samples = pq.read_table(out / REJECT_SAMPLES_FILE)
+    assert samples.column("reason").to_pylist() == ["too_dark"] and stats["reject_samples"] == 1
 
 
 def test_done_partition_is_skipped(http_server: FaultServer, tmp_path: Path) -> None:

@@ -38,8 +38,9 @@
     if (!select || !grid) return;
     select.addEventListener("change", function () {
       var wanted = select.value;
-      Array.prototype.forEach.call(grid.children, function (fig) {
-        fig.hidden = wanted !== "" && fig.getAttribute("data-reason") !== wanted;
+      // reason groups and their figures both carry data-reason
+      Array.prototype.forEach.call(grid.querySelectorAll("[data-reason]"), function (el) {
+        el.hidden = wanted !== "" && el.getAttribute("data-reason") !== wanted;
       });
     });
   }
