@@ -29,16 +29,18 @@ from curation.dedupe import DEFAULT_DISTANCE, PairSearch, dedupe
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
 from curation.partition import run_partition
 from curation.patches import PatchConfig
-from curation.publish import EXTRA_COLUMNS_FILE, publish_build
+from curation.publish import EXTRA_COLUMNS_FILE, build_stats, publish_build
 from curation.quality import QualityConfig, QualityScorer
 from curation.records import AcceptedRecord, Partition, Reject
 from curation.sources import iter_all_partitions
 from storage.atomic import atomic_write_bytes
 from storage.build_area import MANIFEST_FILE, SAMPLES_PREFIX, BuildArea
+from storage.config_errors import read_config_file, validate_config
 from storage.schemas import (
     IQA_COLUMNS,
     MANIFEST_SCHEMA,
     MEASUREMENT_COLUMNS,
+    REJECTS_SCHEMA,
     parquet_bytes,
     table_from_rows,
 )
@@ -94,6 +96,12 @@ class PublishConfig(BaseModel):
     keep_build_area: bool = Field(
         False, description="keep staging shards after publishing (for debugging, dashboards)"
     )
+    allow_empty: bool = Field(
+        False,
+        description="publish even when the build keeps no sample (an empty first version, or "
+        "a version that only records new rejects); by default such a build publishes nothing "
+        "and fails, keeping its rejects in the build area",
+    )
 
 
 class BuildConfig(BaseModel):
@@ -114,14 +122,28 @@ class BuildConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str) -> BuildConfig:
-        """Load a YAML or JSON file (YAML is a superset of JSON)."""
-        import yaml
+        """Load a YAML or JSON file; every invalid field is a line of the ConfigError."""
+        return validate_config(cls, read_config_file(path), str(path))
 
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return cls.model_validate(data)
+
+class NoCandidatesError(ValueError):
+    """The sources of a first (or full) build list no candidate at all: nothing to build."""
+
+
+class NothingKeptError(RuntimeError):
+    """Every candidate of the build was rejected: nothing is published (unless
+    ``publish.allow_empty``) and the build area, with the rejects, is kept for inspection.
+
+    ``funnel`` is the funnel stats.json would have held; ``area`` the build area's URI.
+    """
+
+    def __init__(self, message: str, funnel: dict[str, Any] | None = None, area: str = "") -> None:
+        super().__init__(message)
+        self.funnel = funnel or {}
+        self.area = area
+
+    def __reduce__(self):  # noqa: ANN204 - pickles with its funnel (Prefect may store it)
+        return type(self), (str(self), self.funnel, self.area)
 
 
 @dataclass
@@ -132,25 +154,50 @@ class BuildPlan:
     partitions: list[Partition]
     skipped_known: int  # candidates already published or finally rejected by the parent
 
+    @property
+    def nothing_new(self) -> bool:
+        """An incremental build whose every candidate is known: it would publish a copy."""
+        return self.parent is not None and not self.partitions
+
+    def nothing_new_message(self) -> str:
+        """What a build with nothing new says instead of publishing (CLI and flow alike)."""
+        return f"no new candidates: {self.dataset.name} stays at {self.parent}"
+
+    def known_message(self) -> str:
+        return f"{self.skipped_known:,} candidates already known, skipped"
+
 
 def build_id(config: BuildConfig, parent: str | None) -> str:
-    """Same configuration on the same parent -> same id -> a rerun resumes the same area."""
-    payload = json.dumps(
-        {"config": config.model_dump(mode="json"), "parent": parent}, sort_keys=True
-    )
+    """Same configuration on the same parent -> same id -> a rerun resumes the same area.
+
+    ``publish.allow_empty`` is left out: rerunning a build that kept nothing with
+    ``--allow-empty`` publishes the area already built instead of fetching everything again.
+    """
+    settings = config.model_dump(mode="json", exclude={"publish": {"allow_empty"}})
+    payload = json.dumps({"config": settings, "parent": parent}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def known_candidates(dataset: Dataset, parent: str) -> set[str]:
+    """Candidates an incremental build on ``parent`` does not fetch again: the samples the
+    parent holds, and every candidate rejected for a lasting reason by the parent or any of
+    its ancestors (a version's rejects table lists only its own build's candidates, so the
+    chain of parents is walked down to the last full build)."""
+    known = set(dataset.version(parent).manifest().column("key").to_pylist())
+    version: str | None = parent
+    while version is not None:
+        current = dataset.version(version)
+        for row in current.rejects().select(["candidate_id", "reason"]).to_pylist():
+            if not is_transient(row["reason"]):
+                known.add(row["candidate_id"])
+        version = current.entry.get("parent")
+    return known
 
 
 def plan_build(config: BuildConfig) -> BuildPlan:
     dataset = Dataset(config.root, config.name)
     parent = dataset.latest() if config.incremental else None
-    known: set[str] = set()
-    if parent is not None:
-        previous = dataset.version(parent)
-        known.update(previous.manifest().column("key").to_pylist())
-        for row in previous.rejects().select(["candidate_id", "reason"]).to_pylist():
-            if not is_transient(row["reason"]):
-                known.add(row["candidate_id"])
+    known = known_candidates(dataset, parent) if parent is not None else set()
     partitions: list[Partition] = []
     skipped = 0
     for partition in iter_all_partitions(config.curation.sources, config.curation.partition_size):
@@ -158,6 +205,9 @@ def plan_build(config: BuildConfig) -> BuildPlan:
         skipped += len(partition.candidates) - len(fresh)
         if fresh:
             partitions.append(Partition(partition.id, partition.source, partition.index, fresh))
+    if not partitions and parent is None and not config.publish.allow_empty:
+        uris = ", ".join(source.uri for source in config.curation.sources)
+        raise NoCandidatesError(f"no candidates in {uris}: nothing to build, nothing published")
     area = BuildArea(dataset, build_id(config, parent))
     return BuildPlan(dataset, area, parent, partitions, skipped)
 
@@ -221,7 +271,9 @@ class StagingSink:
         failed = self.scorer.rejects({record.id: scores})
         if failed:
             first = failed[0]
-            return Reject(record.candidate, first["stage"], first["reason"], first["detail"])
+            return Reject(
+                record.candidate, first["stage"], first["reason"], first["detail"], scores
+            )
         with self._lock:
             self._prepared[record.id] = {"hashes": hashes, "scores": scores}
         return None
@@ -353,13 +405,30 @@ def run_build(
     config: BuildConfig,
     progress: Callable[[str, int, int], None] | None = None,
 ):
-    """The whole build in this process (tests, small runs); returns the PublishedVersion."""
+    """The whole build in this process (tests, small runs); returns the PublishedVersion:
+    the new one, or the unchanged latest when nothing is new (``plan.nothing_new``)."""
     plan = plan_build(config)
+    if plan.nothing_new:
+        return plan.dataset.version(plan.parent)
     for done, partition in enumerate(plan.partitions, start=1):
         process_partition(partition, config, plan.area)
         if progress is not None:
             progress("partitions", done, len(plan.partitions))
     return finish_build(config, plan, progress=progress)
+
+
+def nothing_kept(
+    plan: BuildPlan, staged: pa.Table, dropped: dict[str, dict[str, Any]]
+) -> NothingKeptError:
+    """The error of a build that kept nothing, with the funnel its version would have had."""
+    rejects = table_from_rows([*plan.area.rejects().to_pylist(), *dropped.values()], REJECTS_SCHEMA)
+    funnel = build_stats(staged.slice(0, 0), rejects, plan.area.partition_stats())["funnel"]
+    candidates = funnel["candidates"]
+    message = (
+        f"nothing kept: all {candidates:,} {'new ' if plan.parent else ''}candidates of "
+        f"{plan.dataset.name} were rejected; nothing published"
+    )
+    return NothingKeptError(message, funnel, plan.area.uri)
 
 
 def finish_build(
@@ -373,6 +442,8 @@ def finish_build(
     """
     staged = plan.area.manifest()  # read once: dedupe and publish both need it
     dropped, pairs = find_duplicates(staged, plan.parent, plan.dataset, config, pair_search)
+    if staged.num_rows == len(dropped) and not config.publish.allow_empty:
+        raise nothing_kept(plan, staged, dropped)
     backend = "in-process" if pair_search is None else getattr(pair_search, "backend", "custom")
     version = publish_build(
         plan.dataset,
@@ -383,6 +454,7 @@ def finish_build(
         max_shard_bytes=config.publish.max_shard_bytes,
         max_shard_count=config.publish.max_shard_count,
         license=config.publish.license,
+        reject_samples=config.curation.reject_samples,
         extra_stats={
             "build_id": plan.area.build_id,
             "near_duplicate_pairs": pairs,

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage.errors import require_samples
 from storage.shards import Sample
 from storage.versions import Dataset, PublishedVersion
 
@@ -118,6 +119,7 @@ def extract_patches(
 ) -> PublishedVersion:
     """Cut patches from every sample of ``source`` and publish them as a version of ``target``."""
     config = config or PatchConfig()
+    require_samples(source, "cut patches from")
     total = source.manifest().num_rows
     images = skipped = 0
     with target.begin_version(max_shard_bytes=config.max_shard_bytes) as writer:

@@ -290,6 +290,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             f"({ddp.world_size} x {cfg.accumulation})"
         )
     micro = cfg.batch_size // (ddp.world_size * cfg.accumulation)
+    if not isinstance(cfg, FinetuneConfig):
+        cfg.data.shard_uris()  # no data (or a zero-sample version) fails before any file is written
 
     # -- the schedule (fine-tuning counts in epochs of the global batch)
     if isinstance(cfg, FinetuneConfig):

@@ -8,7 +8,7 @@ weights). The CLI, ``python -m dynet.train`` and flow parameters all go through 
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,10 +25,7 @@ from pydantic import (
 from dynet.data import TASKS
 from dynet.degrade import DegradationRecipe
 from dynet.dynet import resolve_variant
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be used."""
+from storage.config_errors import ConfigError, read_config_file, validation_lines
 
 
 class _Strict(BaseModel):
@@ -244,9 +241,12 @@ class PretrainData(_Strict):
         if self.shards:
             return list(self.shards)
         if self.dataset_root and self.dataset:
+            from storage.errors import require_samples
             from storage.versions import Dataset
 
-            return Dataset(self.dataset_root, self.dataset).version(self.version).shard_uris()
+            version = Dataset(self.dataset_root, self.dataset).version(self.version)
+            require_samples(version, "train on")
+            return version.shard_uris()
         raise ConfigError("data: give shards, or dataset_root and dataset")
 
 
@@ -357,38 +357,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {first}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping")
-    return data
-
-
 def build_config(
-    data: dict[str, Any], stage: str | None = None, source: str = "config"
+    data: dict[str, Any],
+    stage: str | None = None,
+    source: str | Callable[[str], str] = "config",
 ) -> TrainConfig:
-    """Validate ``data`` as the config of ``stage`` (or of the ``stage`` key it holds)."""
+    """Validate ``data`` as the config of ``stage`` (or of the ``stage`` key it holds).
+
+    ``source`` names where ``data`` came from, or maps a field's dotted path to its origin
+    (see :func:`storage.config_errors.validation_lines`)."""
     stage = stage or data.get("stage") or "pretrain"
+    origin = source("stage") if callable(source) else source
     if stage not in STAGES:
-        raise ConfigError(f"{source}: unknown stage {stage!r} (pretrain or finetune)")
+        raise ConfigError(f"{origin}: unknown stage {stage!r} (pretrain or finetune)")
     if data.get("stage", stage) != stage:
-        raise ConfigError(f"{source} is a {data['stage']} config, not {stage}")
+        raise ConfigError(f"{origin} is a {data['stage']} config, not {stage}")
     try:
         return STAGES[stage].model_validate({**data, "stage": stage})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(map(str, error["loc"])) or "(top)"
-        raise ConfigError(f"{source}: {where}: {error['msg']}") from exc
+    except ValidationError as exc:  # every failing field, one line each
+        raise ConfigError(*validation_lines(exc, source)) from None
 
 
 def load_config(
@@ -396,4 +383,13 @@ def load_config(
 ) -> TrainConfig:
     data = read_config_file(path) if path else {}
     apply_overrides(data, overrides or [])
-    return build_config(data, stage, str(path) if path else "config")
+    overridden = [item.partition("=")[0].strip() for item in overrides or []]
+
+    def origin(field: str) -> str:
+        """A field set (or under a section set) by a KEY=VALUE override came from the
+        command line; any other from the file (or the defaults, "config")."""
+        if any(field == key or field.startswith(f"{key}.") for key in overridden):
+            return "command line"
+        return str(path) if path else "config"
+
+    return build_config(data, stage, origin)

@@ -26,13 +26,24 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from curation.build import BuildConfig, finish_build, plan_build, process_partition
+from curation.build import (
+    BuildConfig,
+    BuildPlan,
+    NothingKeptError,
+    finish_build,
+    plan_build,
+    process_partition,
+)
 from curation.records import Partition
 from storage.build_area import BuildArea
+from storage.config_errors import validate_config
 from storage.versions import Dataset
 
 #: Set by the local CLI to draw a progress bar: called with (stage, done, total).
 PROGRESS_HOOK: Callable[[str, int, int], None] | None = None
+#: Set by the local CLI to print what a build that publishes nothing says instead (the lines
+#: of its summary artifact: "no new candidates: NAME stays at vN", the known candidates).
+NOTICE_HOOK: Callable[[str], None] | None = None
 
 
 def _report(stage: str, done: int, total: int) -> None:
@@ -129,13 +140,50 @@ def _funnel_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-@flow(name="build-million-ird", log_prints=True)
+def _nothing_new(plan: BuildPlan) -> str:
+    """An incremental build with no new candidate publishes nothing: its summary artifact
+    says so and the flow returns the unchanged latest version's URI (the run completes)."""
+    lines = [plan.nothing_new_message(), plan.known_message()]
+    create_markdown_artifact(
+        f"# {lines[0]}\n\n- {lines[1]}\n- location: `{plan.dataset.version(plan.parent).uri}`",
+        key="build-summary",
+    )
+    for line in lines:
+        get_run_logger().info(line)
+        if NOTICE_HOOK is not None:
+            NOTICE_HOOK(line)
+    return plan.dataset.version(plan.parent).uri
+
+
+def _nothing_kept(error: NothingKeptError) -> None:
+    """A build that kept nothing fails; its summary artifact shows the funnel and where the
+    rejects stay (the build area is kept)."""
+    funnel = error.funnel
+    create_table_artifact(_funnel_rows({"funnel": funnel}), key="build-funnel")
+    create_markdown_artifact(
+        f"# {error}\n\n- candidates: {funnel.get('candidates', 0):,}, rejected "
+        f"{funnel.get('rejected', 0):,}\n- rejects kept in the build area: `{error.area}`\n"
+        "- `publish.allow_empty: true` publishes such a build anyway",
+        key="build-summary",
+    )
+
+
+@flow(name="build-million-ird", log_prints=True, validate_parameters=False)
 def build_million_ird(
     config: BuildConfig, dask_address: str | None = None, dask_workers: int = 0
 ) -> str:
-    """Build and publish the next version of the dataset; returns the version's URI."""
+    """Build and publish the next version of the dataset; returns the version's URI (the
+    unchanged latest one when an incremental build finds no new candidate).
+
+    Prefect's own parameter validation is off: ``config`` is validated here, so that a bad
+    deployment parameter fails the run with every failing field, its value and its source
+    (``storage.config_errors``), as the CLI reports it.
+    """
+    config = validate_config(BuildConfig, config, "flow parameter config")
     logger = get_run_logger()
     plan = plan_build(config)
+    if plan.nothing_new:
+        return _nothing_new(plan)
     logger.info(
         "build %s of %s: %d partitions (%d known candidates skipped), parent %s",
         plan.area.build_id,
@@ -154,7 +202,11 @@ def build_million_ird(
             "global dedupe: near-duplicate search on %s",
             pair_search if pair_search is not None else "this process",
         )
-        version = finish_build(config, plan, progress=_report, pair_search=pair_search)
+        try:
+            version = finish_build(config, plan, progress=_report, pair_search=pair_search)
+        except NothingKeptError as error:
+            _nothing_kept(error)
+            raise
     stats = version.stats()
     dashboard = _build_dashboard(version)
     create_table_artifact(
@@ -166,7 +218,7 @@ def build_million_ird(
         f"- samples: {stats['samples']:,} ({stats['new_samples']:,} new, "
         f"{stats['reused_samples']:,} reused) in {stats['shards']} shards",
         f"- candidates: {stats['funnel']['candidates']:,}, rejected "
-        f"{stats['funnel']['rejected']:,}",
+        f"{stats['funnel']['rejected']:,}; {plan.known_message()}",
         f"- near-duplicate pairs: {stats['near_duplicate_pairs']:,}",
         *[
             f"- {metric}: median {s['median']} (p10 {s['p10']}, p90 {s['p90']})"

@@ -2,7 +2,12 @@
 
 Each command lives in its own `flows/cmd_*.py` module exposing `register(app)`; this file
 only assembles them and turns any error into one line on stderr (set `MIRD_DEBUG=1` for the
-traceback). Heavy imports (torch, prefect) stay inside the commands so `mird --help` is fast.
+traceback); a configuration error prints one line per failing field. Heavy imports (torch,
+prefect) stay inside the commands so `mird --help` is fast.
+
+Exit status: 0 ok, 1 a problem found (`mird verify` failures, a build that kept nothing, a demo
+whose outcomes differ), 2 a usage or input error (bad option, configuration, missing file,
+sources without candidates), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ COMMAND_MODULES: list[str] = [
     "flows.cmd_restore",
     "flows.cmd_train",
     "flows.cmd_dashboard",
+    "flows.cmd_explain",
+    "flows.cmd_calibrate",
 ]
 
 app = typer.Typer(
@@ -41,6 +48,21 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def error_lines(exc: BaseException) -> list[str]:
+    """What the user reads: every line of a configuration error (one per failing field), the
+    first non-blank line of any other error (never a blank line)."""
+    from pydantic import ValidationError
+
+    from storage.config_errors import ConfigError, validation_lines
+
+    if isinstance(exc, ConfigError):
+        return exc.lines
+    if isinstance(exc, ValidationError):  # a model validated outside validate_config
+        return validation_lines(exc, exc.title)
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")
+    return [first.strip() or type(exc).__name__]
 
 
 def main() -> None:
@@ -67,8 +89,8 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             print("mird: aborted", file=sys.stderr)
             sys.exit(1)
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"mird: error: {message}", file=sys.stderr)
+        for line in error_lines(exc):
+            print(f"mird: error: {line}", file=sys.stderr)
         sys.exit(2)
 
 

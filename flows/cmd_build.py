@@ -18,50 +18,111 @@ def quiet_prefect_services() -> None:
 
 
 def load_build_config(
-    config_file: Path | None, overrides: dict, sources: list[str], allow_hosts: list[str]
+    config_file: Path | None,
+    overrides: dict,
+    sources: list[str],
+    allow_hosts: list[str],
+    allow_empty: bool = False,
 ):
-    """The one BuildConfig: file (YAML/JSON) first, then command-line options on top."""
-    from curation.build import BuildConfig
+    """The one BuildConfig: file (YAML/JSON) first, then command-line options on top.
 
-    data: dict = {}
-    if config_file is not None:
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{config_file}: no such config file")
-        data = BuildConfig.from_file(str(config_file)).model_dump(mode="json", exclude_unset=True)
+    Validated once, merged: an error names the file, or "command line" for a field that an
+    option set (so an option may also supply what the file lacks, e.g. ``--root``)."""
+    from curation.build import BuildConfig
+    from storage.config_errors import ConfigError, read_config_file, validate_config
+
+    data: dict = read_config_file(config_file) if config_file is not None else {}
+    from_options: list[str] = []
+
+    def section(parent: dict, key: str) -> dict:
+        if not isinstance(parent.get(key), dict):  # absent (or wrong: an option replaces it)
+            parent[key] = {}
+        return parent[key]
+
     for key, value in overrides.items():
         if value is not None:
             data[key] = value
-    curation = data.setdefault("curation", {})
+            from_options.append(key)
+    if allow_empty:
+        section(data, "publish")["allow_empty"] = True
+        from_options.append("publish.allow_empty")
     if sources:
-        curation["sources"] = [{"uri": s} for s in sources]
+        section(data, "curation")["sources"] = [{"uri": s} for s in sources]
+        from_options.append("curation.sources")
     if allow_hosts:
-        fetch = curation.setdefault("fetch", {})
-        fetch["allow_hosts"] = [*fetch.get("allow_hosts", []), *allow_hosts]
-    if not curation.get("sources"):
-        raise ValueError("no sources: give SOURCE arguments or `curation.sources` in --config")
+        fetch = section(section(data, "curation"), "fetch")
+        listed = fetch.get("allow_hosts")
+        fetch["allow_hosts"] = [*(listed if isinstance(listed, list) else []), *allow_hosts]
+        from_options.append("curation.fetch.allow_hosts")
+
+    def origin(field: str) -> str:
+        if config_file is None or any(
+            field == key or field.startswith(f"{key}.") for key in from_options
+        ):
+            return "command line"
+        return str(config_file)
+
+    problems: list[str] = []  # every problem at once: a misspelt key may explain the rest
+    try:
+        config = validate_config(BuildConfig, {"root": "", **data}, origin)
+    except ConfigError as exc:
+        problems.extend(exc.lines)
     if "root" not in data:
-        raise ValueError("no storage root: give --root or `root` in --config")
-    return BuildConfig.model_validate(data)
+        problems.append("no storage root: give --root or `root` in --config")
+    curation = data.get("curation")
+    if not (isinstance(curation, dict) and curation.get("sources")):
+        problems.append("no sources: give SOURCE arguments or `curation.sources` in --config")
+    if problems:
+        raise ConfigError(*problems)
+    return config
 
 
-#: Printed on stderr when a build keeps nothing: the commonest surprise is the size minimum.
+#: Printed on stderr when a build keeps nothing and too_small leads the rejects: the
+#: commonest surprise is the size minimum.
 NOTHING_KEPT_HINT = (
     "nothing kept: see the rejects; e.g. too_small means the 1024 px minimum side, "
     "curation.probe.min_side"
 )
 
 
-def funnel_summary(funnel: dict, top: int = 3) -> str:
-    """One line from a version's stats.json funnel: kept N of M, and the commonest rejects."""
+def _reasons(funnel: dict) -> list[tuple[str, int]]:
+    """Reject reasons across stages, commonest first."""
     reasons: dict[str, int] = {}
     for by_reason in funnel.get("by_stage", {}).values():
         for reason, count in by_reason.items():
             reasons[reason] = reasons.get(reason, 0) + count
+    return sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+
+
+def funnel_summary(funnel: dict, top: int = 3, known: int = 0) -> str:
+    """One line from a version's stats.json funnel: kept N of M, and the commonest rejects.
+
+    ``known``: candidates an incremental build skipped because the parent version already
+    holds them or rejected them for good; the funnel counts only the new ones."""
     line = f"kept {funnel['kept']:,} of {funnel['candidates']:,} candidates"
-    if reasons:
-        commonest = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:top]
+    if known:
+        line = (
+            f"kept {funnel['kept']:,} of {funnel['candidates']:,} new candidates "
+            f"({known:,} already known, skipped)"
+        )
+    commonest = _reasons(funnel)[:top]
+    if commonest:
         line += "; top rejects: " + ", ".join(f"{r} {n:,}" for r, n in commonest)
     return line
+
+
+def report_nothing_kept(error) -> None:  # noqa: ANN001 - curation.build.NothingKeptError
+    """A build that kept nothing: the error, the funnel, where the rejects stay (stderr)."""
+    typer.echo(f"mird: error: {error}", err=True)
+    typer.echo(funnel_summary(error.funnel), err=True)
+    typer.echo(
+        f"rejects kept in {error.area}/partitions/*/rejects.parquet "
+        "(--allow-empty publishes the build anyway)",
+        err=True,
+    )
+    reasons = _reasons(error.funnel)
+    if reasons and reasons[0][0] == "too_small":
+        typer.echo(NOTHING_KEPT_HINT, err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -77,6 +138,9 @@ def register(app: typer.Typer) -> None:
             None, help="Exempt a host/IP/CIDR from the SSRF guard (e.g. 127.0.0.1)."
         ),
         full: bool = typer.Option(False, help="Ignore the latest version: a full rebuild."),
+        allow_empty: bool = typer.Option(
+            False, help="Publish even a build that keeps no sample (an empty version)."
+        ),
         dask_address: str = typer.Option(None, help="Run partitions on this Dask scheduler."),
         dask_local: int = typer.Option(0, help="Start a local Dask cluster of N workers."),
         verbose: bool = typer.Option(False, help="Show Prefect's logs."),
@@ -88,7 +152,9 @@ def register(app: typer.Typer) -> None:
         (--full: all again). Every option of the build is in --config (see
         docs/configuration.md); the options here override the file. Prints the
         published version's URI, then a line: kept N of M candidates and the top
-        reject reasons.
+        reject reasons. With no new candidate it publishes nothing and says "no
+        new candidates: NAME stays at vN". A build that keeps nothing publishes
+        nothing and exits 1 (--allow-empty: publish it anyway).
 
         Examples:
 
@@ -103,23 +169,27 @@ def register(app: typer.Typer) -> None:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         overrides = {"root": root, "name": name, "incremental": False if full else None}
-        build_config = load_build_config(config, overrides, sources or [], allow_host or [])
+        build_config = load_build_config(
+            config, overrides, sources or [], allow_host or [], allow_empty
+        )
 
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
         import flows.build_flow as build_flow
+        from curation.build import NothingKeptError
+        from flows.console import progress_bars
+        from flows.lifetime import start_prefect_server
 
         if not verbose:
             quiet_prefect_services()
+        start_prefect_server()  # from this thread, so that it dies with this process
 
-        with Progress(
+        notices: list[str] = []
+        with progress_bars(  # on stderr: stdout is for the URI and the summary
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            transient=False,
-            console=Console(stderr=True),  # stdout is for the URI and the summary
         ) as progress:
             bars: dict[str, int] = {}
 
@@ -129,19 +199,27 @@ def register(app: typer.Typer) -> None:
                 progress.update(bars[stage], completed=done, total=total)
 
             build_flow.PROGRESS_HOOK = hook
+            build_flow.NOTICE_HOOK = notices.append
             try:
                 uri = build_flow.build_million_ird(
                     build_config, dask_address=dask_address, dask_workers=dask_local
                 )
+            except NothingKeptError as error:
+                progress.stop()
+                report_nothing_kept(error)
+                raise typer.Exit(1) from None
             finally:
                 build_flow.PROGRESS_HOOK = None
+                build_flow.NOTICE_HOOK = None
+        if notices:  # nothing new: nothing published, and no URI of a new version to print
+            for line in notices:
+                typer.echo(line)
+            return
         typer.echo(uri)  # alone on the first line: scripts read it
         from storage.versions import Dataset
 
         version = Dataset(build_config.root, build_config.name).version(
             uri.rstrip("/").rsplit("/", 1)[-1]
         )
-        funnel = version.stats()["funnel"]
-        typer.echo(funnel_summary(funnel))
-        if funnel["kept"] == 0:
-            typer.echo(NOTHING_KEPT_HINT, err=True)
+        stats = version.stats()
+        typer.echo(funnel_summary(stats["funnel"], known=stats.get("skipped_known_candidates", 0)))

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         from flows.demo import DemoSettings, run_demo
 
         quiet_prefect_services()
+        from flows.lifetime import start_prefect_server
+
+        start_prefect_server()  # from this thread, so that it dies with this process
         settings = DemoSettings(
             out=out,
             candidates=candidates,

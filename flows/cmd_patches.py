@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import typer
 
 
@@ -27,23 +25,21 @@ def register(app: typer.Typer) -> None:
             mird patches data/datasets/million-ird
             mird patches data/datasets/million-ird/v2 --size 256 --stride 192
         """
-        from rich.progress import Progress
-
         from curation.patches import PatchConfig, extract_patches
+        from flows.console import progress_bars
+        from storage.config_errors import validate_config
         from storage.verify import resolve_target
 
         if fmt not in ("png", "jpg", "webp"):
             raise ValueError(f"--format must be png, jpg or webp, not {fmt!r}")
-        image_format: Literal["png", "jpg", "webp"] = fmt  # type: ignore[assignment]
         dataset, versions = resolve_target(source)
         version = dataset.version(versions[-1])
-        config = PatchConfig(
-            size=size, stride=stride, max_per_image=max_per_image, format=image_format
-        )
+        options = {"size": size, "stride": stride, "max_per_image": max_per_image}
+        config = validate_config(PatchConfig, {**options, "format": fmt}, "command line")
         from storage.versions import Dataset
 
         target = Dataset(dataset.root, name or f"{dataset.name}-patches")
-        with Progress(transient=True) as progress:
+        with progress_bars(transient=True) as progress:
             task = progress.add_task(f"patches from {version.version}", total=None)
             published = extract_patches(
                 version,

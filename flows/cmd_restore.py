@@ -73,13 +73,14 @@ def restore_images(
     import numpy as np
     import torch
     from PIL import Image
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
 
     from dynet.checkpoint import load_model
     from dynet.dynet import resolve_variant
     from dynet.imaging import to_uint8_image
     from dynet.promptir import PromptIR
     from dynet.tiling import iter_tiles, restore_tensor
+    from flows.console import progress_bars
 
     if not images:
         raise ValueError("no input images given")
@@ -101,13 +102,13 @@ def restore_images(
 
     total = sum(len(list(iter_tiles(h, w, tile, overlap))) for w, h in sizes)
     written = []
-    with Progress(
+    with progress_bars(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        disable=not show_progress,
-        transient=False,
+        stderr=False,
+        enabled=show_progress,
     ) as bar:
         task = bar.add_task("restoring", total=total)
         done_before = 0

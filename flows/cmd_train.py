@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,10 @@ def register(app: typer.Typer) -> None:
                 *(["--config", str(config)] if config else []),
                 *(overrides or []),
             ]
-            status = subprocess.call(command)
+            from flows.lifetime import popen_kwargs
+
+            # torchrun gets SIGTERM if `mird` dies: it stops its ranks (flows.lifetime)
+            status = subprocess.call(command, **popen_kwargs(signal.SIGTERM))
             if status:
                 raise RuntimeError(f"training processes failed (exit status {status})")
             return

@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
             mird verify data/datasets/million-ird/v2 --max-problems 10
         """
         from rich.console import Console
-        from rich.progress import Progress
 
+        from flows.console import progress_bars
         from storage.verify import resolve_target, verify_version
 
         console = Console(stderr=True)
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         for name in versions:
             version = dataset.version(name)
             shards = version.entry.get("shards", 0)
-            with Progress(console=console, transient=True) as progress:
+            with progress_bars(console=console, transient=True) as progress:
                 task = progress.add_task(f"verify {name}", total=shards or None)
                 report = verify_version(version, on_shard=lambda _uri, t=task: progress.advance(t))
             status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"

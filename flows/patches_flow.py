@@ -10,10 +10,11 @@ from prefect.artifacts import (
 )
 
 from curation.patches import PatchConfig, extract_patches
+from storage.config_errors import validate_config
 from storage.versions import Dataset
 
 
-@flow(name="extract-patches")
+@flow(name="extract-patches", validate_parameters=False)  # config is validated below
 def extract_patches_flow(
     root: str,
     name: str = "million-ird",
@@ -23,7 +24,7 @@ def extract_patches_flow(
 ) -> str:
     """Publish a new version of ``<name>-patches`` from ``name``'s version (latest if None)."""
     logger = get_run_logger()
-    config = config or PatchConfig()
+    config = validate_config(PatchConfig, config or {}, "flow parameter config")
     source = Dataset(root, name).version(version)
     target = Dataset(root, patches_name or f"{name}-patches")
     progress_id = create_progress_artifact(0.0, key="extract-patches")

@@ -2,7 +2,9 @@
 
 Training runs as a subprocess (`torchrun` for GPUs, plain Python on the CPU) in its own process
 group: a cancelled or crashed flow run kills the whole group, so no orphaned DDP workers keep
-a GPU. The trainer checkpoints atomically and resumes by itself, so a retried run continues.
+a GPU; a flow-run process killed outright (SIGKILL) gets its trainer a SIGTERM from the kernel
+(``flows.lifetime``: parent-death signal), on which it checkpoints and torchrun stops its ranks.
+The trainer checkpoints atomically and resumes by itself, so a retried run continues.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.build import BuildConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig
+from flows.lifetime import popen_kwargs
+from storage.config_errors import validate_config
+
+#: Where a deployment run's parameters come from, for configuration errors.
+PARAMETER = "flow parameter config"
 
 _RUNNING: dict[str, subprocess.Popen] = {}  # config file -> trainer process (group leader)
 STOP_GRACE_S = 120.0  # time the trainer gets to write its SIGTERM checkpoint
@@ -86,6 +93,7 @@ def run_trainer(config: PretrainConfig | FinetuneConfig, gpus: int) -> dict[str,
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **popen_kwargs(signal.SIGTERM),  # this thread waits for it: it outlives the trainer
     )  # fmt: skip
     _RUNNING[config_file] = process
     previous = None
@@ -126,17 +134,32 @@ def _summary_artifact(key: str, summary: dict[str, Any]) -> None:
     create_table_artifact(rows, key=key, description="training summary")
 
 
-@flow(name="pretrain-dynet", on_cancellation=[_kill_all], on_crashed=[_kill_all])
+# Prefect's parameter validation is off for the flows taking a configuration model: they
+# validate it themselves, so that a bad deployment parameter names every failing field with
+# its value (storage.config_errors), as the CLI does.
+@flow(
+    name="pretrain-dynet",
+    on_cancellation=[_kill_all],
+    on_crashed=[_kill_all],
+    validate_parameters=False,
+)
 def pretrain_dynet(config: PretrainConfig, gpus: int = 0) -> dict[str, Any]:
     """Dynamic pre-training on patch shards; returns the trainer's summary (weights path...)."""
+    config = validate_config(PretrainConfig, config, PARAMETER)
     summary = run_trainer(config, gpus)
     _summary_artifact("pretrain-summary", summary)
     return summary
 
 
-@flow(name="finetune-dynet", on_cancellation=[_kill_all], on_crashed=[_kill_all])
+@flow(
+    name="finetune-dynet",
+    on_cancellation=[_kill_all],
+    on_crashed=[_kill_all],
+    validate_parameters=False,
+)
 def finetune_dynet(config: FinetuneConfig, gpus: int = 0) -> dict[str, Any]:
     """All-in-one fine-tuning (denoise 15/25/50, derain, dehaze)."""
+    config = validate_config(FinetuneConfig, config, PARAMETER)
     summary = run_trainer(config, gpus)
     _summary_artifact("finetune-summary", summary)
     return summary
@@ -179,11 +202,12 @@ class PipelineConfig(BaseModel):
     gpus: int = Field(0, ge=0)
 
 
-@flow(name="million-ird-pipeline")
+@flow(name="million-ird-pipeline", validate_parameters=False)
 def million_ird_pipeline(config: PipelineConfig) -> dict[str, Any]:
     from flows.build_flow import build_million_ird
     from flows.patches_flow import extract_patches_flow
 
+    config = validate_config(PipelineConfig, config, PARAMETER)
     build = config.build
     version_uri = build_million_ird(build)
     patches_uri = extract_patches_flow(

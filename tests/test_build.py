@@ -11,7 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from curation.build import BuildConfig, plan_build, process_partition, run_build
+from curation.build import (
+    BuildConfig,
+    NoCandidatesError,
+    NothingKeptError,
+    plan_build,
+    process_partition,
+    run_build,
+)
 from curation.demo_source import write_demo_source
 from storage.verify import verify_version
 from tests.http_fixtures import (
@@ -63,9 +70,11 @@ def test_build_from_http_url_list(tmp_path, demo_folder, http_server: FaultServe
     assert verify_version(version).ok
     stats = version.stats()
     assert stats["funnel"]["candidates"] == len(expected)
-    assert stats["quality_thresholds"]["niqe"] == {"max": 8.0}
+    assert stats["quality_thresholds"]["niqe"] == {"max": 10.0}
     manifest = f"{version.uri}/manifest/*.parquet"
-    assert duckdb.sql(f"SELECT count(*) FROM '{manifest}' WHERE iqa_niqe < 8").fetchall()[0][0] == 4
+    kept = Counter(expected.values())["keep"]
+    sql = f"SELECT count(*) FROM '{manifest}' WHERE iqa_niqe < 10"
+    assert duckdb.sql(sql).fetchall()[0][0] == kept
     assert not (tmp_path / "out" / "ird" / "_builds").exists()  # staging removed
 
 
@@ -92,11 +101,38 @@ def test_rerun_skips_done_partitions_and_incremental_adds_only_new(tmp_path, dem
     config2 = _config(tmp_path / "out", [{"uri": str(folder)}, {"uri": str(new)}])
     v2 = run_build(config2)
     assert v2.version == "v2"
-    assert v2.stats()["new_samples"] == 1 and v2.stats()["reused_samples"] == 4
+    kept = Counter(expected.values())["keep"]
+    assert v2.stats()["new_samples"] == 1 and v2.stats()["reused_samples"] == kept
     assert v2.stats()["skipped_known_candidates"] == len(expected)  # nothing refetched
     assert [r["reason"] for r in v2.rejects().to_pylist()] == ["near_duplicate_of"]
     assert set(v1.shard_uris()) < set(v2.shard_uris())
     assert verify_version(v2).ok
+
+    # The same build again: every candidate is known, nothing is published.
+    index = (tmp_path / "out" / "ird" / "versions.json").read_bytes()
+    plan = plan_build(config2)
+    assert plan.nothing_new and plan.skipped_known == len(expected) + 2
+    assert plan.nothing_new_message() == "no new candidates: ird stays at v2"
+    assert run_build(config2).version == "v2"
+    assert (tmp_path / "out" / "ird" / "versions.json").read_bytes() == index
+
+
+def test_no_candidates_or_nothing_kept_publishes_nothing(tmp_path, demo_folder):
+    folder, expected = demo_folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NoCandidatesError, match=f"^no candidates in {empty}: nothing to build"):
+        run_build(_config(tmp_path / "out", [{"uri": str(empty)}]))
+    too_small = _config(tmp_path / "out", [{"uri": str(folder / "thumbnail.jpg")}])
+    with pytest.raises(NothingKeptError, match="^nothing kept: all 1 candidates of ird") as err:
+        run_build(too_small)
+    assert err.value.funnel["by_stage"] == {"probe": {"too_small": 1}}
+    assert not (tmp_path / "out" / "ird" / "versions.json").exists()
+    assert list((tmp_path / "out" / "ird" / "_builds").glob("*/partitions/*/rejects.parquet"))
+    allowed = too_small.model_copy(update={"publish": too_small.publish.model_copy(
+        update={"allow_empty": True})})  # fmt: skip
+    assert plan_build(allowed).area.build_id == plan_build(too_small).area.build_id
+    assert run_build(allowed).entry["samples"] == 0
 
 
 def test_build_config_errors_are_clear(tmp_path):

@@ -60,8 +60,11 @@ def test_zero_steps_or_batch_is_refused(model: type[BaseModel], field: str):
 @pytest.mark.parametrize("stage", ["pretrain", "finetune"])
 @pytest.mark.parametrize("override", ["steps=0", "batch_size=0", "batch_size=-3"])
 def test_load_config_refuses_zero_with_a_clear_message(stage: str, override: str):
-    field = override.split("=")[0]
-    with pytest.raises(ConfigError, match=rf"^config: {field}: .*greater than or equal to 1$"):
+    field, value = override.split("=")
+    with pytest.raises(
+        ConfigError,
+        match=rf"^command line: {field}: .*greater than or equal to 1 \(got {value}\)$",
+    ):
         load_config(None, [override], stage)
 
 
@@ -160,6 +163,10 @@ def test_funnel_summary_orders_reasons_across_stages():
     assert funnel_summary({"candidates": 2, "kept": 2, "by_stage": {}}) == (
         "kept 2 of 2 candidates"
     )
+    # an incremental build counts only its new candidates, and says how many it skipped
+    assert funnel_summary({"candidates": 2, "kept": 1, "by_stage": {}}, known=18) == (
+        "kept 1 of 2 new candidates (18 already known, skipped)"
+    )
 
 
 def test_cli_build_where_everything_is_too_small(tmp_path):
@@ -173,8 +180,10 @@ def test_cli_build_where_everything_is_too_small(tmp_path):
         [sys.executable, "-m", "flows.cli", "build", str(folder), "--root", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    uri, summary = run.stdout.splitlines()  # the URI first and alone (progress: stderr)
-    assert uri == f"{tmp_path / 'out'}/million-ird/v1"
-    assert summary == "kept 0 of 3 candidates; top rejects: too_small 3"
-    assert run.stderr.strip().splitlines()[-1] == NOTHING_KEPT_HINT
+    # Nothing kept: nothing published, exit 1, the funnel and the hint on stderr.
+    assert run.returncode == 1, run.stderr
+    assert run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert lines[1] == "kept 0 of 3 candidates; top rejects: too_small 3"
+    assert lines[-1] == NOTHING_KEPT_HINT
+    assert not (tmp_path / "out" / "million-ird" / "versions.json").exists()

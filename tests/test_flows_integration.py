@@ -39,32 +39,31 @@ def test_deployment_run_on_a_local_server(tmp_path, http_source, monkeypatch):
     port = _free_port()
     monkeypatch.setenv("MIRD_PREFECT_HOME", str(tmp_path / "prefect"))
     env = server.server_env(REPO, port)
+
+    def prefect(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=660,
+        )  # fmt: skip
+
+    build = (
+        "deployment", "run", "build-million-ird/weekly", "--param",
+        "config=" + json.dumps(small_build_config(tmp_path / "out", url_list)),
+        "--watch", "--watch-timeout", "600",
+    )  # fmt: skip
     try:
         server.start(REPO, port, log=lambda _msg: None)
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "deployment",
-                "run",
-                "build-million-ird/weekly",
-                "--param",
-                "config=" + json.dumps(small_build_config(tmp_path / "out", url_list)),
-                "--watch",
-                "--watch-timeout",
-                "600",
-            ],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=660,
-        )
+        run = prefect(*build)
+        # The same run again: nothing new, nothing published, and the run completes saying so.
+        again = prefect(*build)
+        summary = prefect("artifact", "inspect", "build-summary", "--limit", "1", "-o", "json")
     finally:
         server.stop(REPO, log=lambda _msg: None)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Completed" in run.stdout
+    assert again.returncode == 0 and "Completed" in again.stdout, again.stdout[-2000:]
+    assert Dataset(str(tmp_path / "out"), "ird").versions() == ["v1"]
+    assert "# no new candidates: ird stays at v1" in json.loads(summary.stdout)[0]["data"]
     version = Dataset(str(tmp_path / "out"), "ird").version()
     assert version.manifest().num_rows == list(expected.values()).count("keep")
     assert verify_version(version).ok
