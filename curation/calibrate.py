@@ -64,30 +64,10 @@ def load_gate_config(
     command line on top), but no storage root is needed: nothing is written to a dataset.
     Errors are :class:`storage.config_errors.ConfigError` lines naming the file, or "command
     line" for what an option set."""
-    from storage.config_errors import read_config_file, validate_config
+    from curation.build_options import merge_options
+    from storage.config_errors import validate_config
 
-    data: dict[str, Any] = read_config_file(config_file) if config_file is not None else {}
-    from_options: list[str] = []
-
-    def section(parent: dict, key: str) -> dict:
-        if not isinstance(parent.get(key), dict):
-            parent[key] = {}
-        return parent[key]
-
-    if sources:
-        section(data, "curation")["sources"] = [{"uri": s} for s in sources]
-        from_options.append("curation.sources")
-    if allow_hosts:
-        fetch = section(section(data, "curation"), "fetch")
-        listed = fetch.get("allow_hosts")
-        fetch["allow_hosts"] = [*(listed if isinstance(listed, list) else []), *allow_hosts]
-        from_options.append("curation.fetch.allow_hosts")
-
-    def origin(path: str) -> str:
-        if config_file is None or any(path == k or path.startswith(f"{k}.") for k in from_options):
-            return "command line"
-        return str(config_file)
-
+    data, origin = merge_options(config_file, sources=sources, allow_hosts=allow_hosts)
     return validate_config(BuildConfig, {"root": "", **data}, origin)
 
 

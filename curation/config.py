@@ -64,12 +64,42 @@ class FetchConfig(_Model):
     per_host_limit: int = Field(
         8, ge=1, description="concurrent requests to one host: politeness, and avoids 429 storms"
     )
+    per_host_rate: float | None = Field(
+        2.0,
+        gt=0,
+        description="requests per second to one host, across threads (and the partitions of a "
+        "build in one process); a longer robots.txt Crawl-delay wins. None: no rate limit",
+    )
+    rate_limit_allow_listed: bool = Field(
+        False,
+        description="apply per_host_rate to hosts in allow_hosts too; by default they are "
+        "servers you run or vouch for, fetched as fast as per_host_limit allows (robots.txt, "
+        "Crawl-delay and Retry-After still apply)",
+    )
+    max_host_wait_s: float = Field(
+        300.0,
+        gt=0,
+        description="a URL that waits longer for its host's first turn (rate, Crawl-delay, "
+        "Retry-After) is rejected as host_rate_limited; the next build tries it again",
+    )
+    host_failure_limit: int = Field(
+        5,
+        ge=1,
+        description="consecutive timeouts, connection failures, 5xx or 429 after which a host's "
+        "remaining URLs in the build are rejected at once as host_unresponsive (transient)",
+    )
     connect_timeout_s: float = Field(10.0, gt=0, description="a dead host costs at most this")
     read_timeout_s: float = Field(20.0, gt=0, description="max silence between two body chunks")
     total_timeout_s: float = Field(
-        60.0, gt=0, description="one attempt's wall time; catches bodies trickled byte by byte"
+        60.0,
+        gt=0,
+        description="one URL's deadline, from its first request, across all its attempts, "
+        "redirects and backoffs; enforced on every socket read, so headers or a body trickled "
+        "byte by byte end there too",
     )
-    retries: int = Field(3, ge=0, description="extra attempts on 429, 5xx and timeouts only")
+    retries: int = Field(
+        3, ge=0, description="extra attempts on 429 and 5xx; a timeout is retried once at most"
+    )
     backoff_base_s: float = Field(
         0.5,
         ge=0,
@@ -89,15 +119,34 @@ class FetchConfig(_Model):
     )
     chunk_bytes: int = Field(256 * 1024, gt=0, description="streaming read size")
     user_agent: str = Field(
-        "million-ird/0.1 (+https://github.com/million-ird; dataset builder)",
-        description="identifies the crawler so site owners can reach or block it",
+        "million-ird/0.1 (dataset builder; contact: {contact})",
+        pattern=r"^[^\r\n]+$",
+        description="identifies the crawler so site owners can reach or block it; {contact} is "
+        "replaced by `contact`. Its product token (up to the first /) is the name robots.txt "
+        "groups and scoped X-Robots-Tag values are matched against",
     )
-    respect_x_robots_tag: bool = Field(True, description="honour the site's opt-out header")
+    contact: str | None = Field(
+        None,
+        pattern=r"^[^\r\n]+$",
+        description="how a site owner reaches whoever runs the crawl (an e-mail address or a "
+        "web page of yours), sent in the User-Agent; None sends <unset>. Set it for any crawl "
+        "of hosts you do not run",
+    )
+    respect_x_robots_tag: bool = Field(
+        True, description="honour X-Robots-Tag (unscoped, or scoped to our product token)"
+    )
+    respect_tdm_reservation: bool = Field(
+        True, description="refuse images served with `tdm-reservation: 1` (TDM-Rep)"
+    )
     x_robots_block: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],
         description="X-Robots-Tag directives that reject an image",
     )
-    respect_robots_txt: bool = Field(False, description="fetch and honour robots.txt per host")
+    respect_robots_txt: bool = Field(
+        True,
+        description="fetch and honour robots.txt per host (RFC 9309; 4xx: no rules, 5xx or "
+        "no answer: everything disallowed for the build; Crawl-delay honoured)",
+    )
     robots_cache_size: int = Field(10_000, ge=1, description="hosts whose robots.txt is cached")
     block_private_addresses: bool = Field(
         True,
@@ -237,7 +286,7 @@ class FilterConfig(_Model):
     max_straight_edges: float = Field(
         0.85,
         description="graphic at or above: how far the five longest pixel-aligned edges span "
-        "their row or column (window borders, panels, stripes); real photographs <= 0.7",
+        "their row or column (window borders, panels, stripes); real photographs <= 0.8",
     )
     max_noise_floor: float = Field(
         15.0,

@@ -21,15 +21,17 @@ from PIL import Image
 from scipy import ndimage
 
 
-def _float(image: Image.Image) -> np.ndarray:
+def as_float(image: Image.Image) -> np.ndarray:
+    """The image as an (H, W, 3) float32 array."""
     return np.asarray(image, dtype=np.float32)
 
 
-def _image(array: np.ndarray) -> Image.Image:
+def to_image(array: np.ndarray) -> Image.Image:
+    """A float array back to an RGB image, rounded and clipped to 0..255."""
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
 
 
-def _gaussian(array: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian(array: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of an (H, W, 3) float array, per channel, edges reflected."""
     return ndimage.gaussian_filter(array, sigma=(sigma, sigma, 0), mode="reflect")
 
@@ -75,12 +77,12 @@ def shallow_dof(
     a fast lens focused on the subject. The blur also wipes out the photograph's own noise in
     the background; ``grain`` puts sensor noise of that sigma back there (the lens blurs the
     scene, the sensor adds its noise after it, evenly over the frame)."""
-    sharp = _float(photo)
+    sharp = as_float(photo)
     mask = ellipse_mask(photo.size, area, centre, feather=0.35)
-    background = _gaussian(sharp, sigma)
+    background = gaussian(sharp, sigma)
     if grain:
         background = background + _grain(background.shape, grain, seed)
-    return _image(sharp * mask + background * (1 - mask))
+    return to_image(sharp * mask + background * (1 - mask))
 
 
 def haze(
@@ -95,7 +97,7 @@ def haze(
     """Mist or haze: transmission ``far`` at the top of the frame (distant) to ``near`` at the
     bottom, with a gentle sideways tilt, towards a bright grey-blue airlight; no blur, so the
     fine detail stays (attenuated). ``grain``: the sensor noise added after the scattering."""
-    photo = _float(image)
+    photo = as_float(image)
     h, w = photo.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     depth = np.clip(1.0 - yy / (h - 1) + 0.15 * (xx / (w - 1) - 0.5), 0.0, 1.0)  # 1: far
@@ -103,7 +105,7 @@ def haze(
     hazy = photo * t + np.asarray(airlight, np.float32) * (1 - t)
     if grain:
         hazy = hazy + _grain(hazy.shape, grain, seed)
-    return _image(hazy)
+    return to_image(hazy)
 
 
 def low_key(
@@ -120,7 +122,7 @@ def low_key(
     ``curve="rgb"``: the curve on each channel (an editor's RGB curve; it also saturates the
     colours); ``"luma"``: on luma only, the colours scaled with it (hue and saturation kept, as
     an exposure change keeps them)."""
-    photo = _float(image)
+    photo = as_float(image)
     h, w = photo.shape[:2]
     if curve == "rgb":
         dark = 255.0 * (photo / 255.0) ** gamma
@@ -138,7 +140,7 @@ def low_key(
         radius = rng.uniform(2.5, 5.0)
         glow = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * radius**2))[..., None]
         dark = dark * (1 - glow) + colour * glow
-    return _image(dark)
+    return to_image(dark)
 
 
 def _sky(w: int, h: int, grain: float, seed: int) -> np.ndarray:
@@ -157,7 +159,7 @@ def sky_over(
 ) -> Image.Image:
     """The upper ``sky_share`` of the frame a smooth sky, over the photograph's own lower part
     (a sharp photographic band); the horizon is soft and slightly uneven."""
-    photo = _float(image)
+    photo = as_float(image)
     h, w = photo.shape[:2]
     sky = _sky(w, h, grain, seed)
     x = np.arange(w, dtype=np.float32)
@@ -165,7 +167,7 @@ def sky_over(
     skyline = sky_share * h + 4.0 * np.sin(x / w * 2 * np.pi * rng.uniform(1.5, 3.0))
     yy = np.arange(h, dtype=np.float32)[:, None]
     land = np.clip((yy - skyline[None, :]) / 3.0 + 0.5, 0.0, 1.0)[..., None]
-    return _image(sky * (1 - land) + photo * land)
+    return to_image(sky * (1 - land) + photo * land)
 
 
 def water_below(
@@ -173,7 +175,7 @@ def water_below(
 ) -> Image.Image:
     """The photograph's upper part as a sharp band above calm water: a dark-teal gradient with
     faint horizontal ripples and sensor noise over the lower ``water_share``."""
-    photo = _float(image)
+    photo = as_float(image)
     h, w = photo.shape[:2]
     rng = np.random.default_rng(seed)
     shore = int(round((1 - water_share) * h))
@@ -186,5 +188,5 @@ def water_below(
     out = photo.copy()
     out[shore:] = water
     band = slice(max(0, shore - 2), min(h, shore + 2))  # a soft shoreline
-    out[band] = _gaussian(out, 1.0)[band]
-    return _image(out)
+    out[band] = gaussian(out, 1.0)[band]
+    return to_image(out)

@@ -29,38 +29,16 @@ def load_build_config(
     Validated once, merged: an error names the file, or "command line" for a field that an
     option set (so an option may also supply what the file lacks, e.g. ``--root``)."""
     from curation.build import BuildConfig
-    from storage.config_errors import ConfigError, read_config_file, validate_config
+    from curation.build_options import merge_options
+    from storage.config_errors import ConfigError, validate_config
 
-    data: dict = read_config_file(config_file) if config_file is not None else {}
-    from_options: list[str] = []
-
-    def section(parent: dict, key: str) -> dict:
-        if not isinstance(parent.get(key), dict):  # absent (or wrong: an option replaces it)
-            parent[key] = {}
-        return parent[key]
-
-    for key, value in overrides.items():
-        if value is not None:
-            data[key] = value
-            from_options.append(key)
-    if allow_empty:
-        section(data, "publish")["allow_empty"] = True
-        from_options.append("publish.allow_empty")
-    if sources:
-        section(data, "curation")["sources"] = [{"uri": s} for s in sources]
-        from_options.append("curation.sources")
-    if allow_hosts:
-        fetch = section(section(data, "curation"), "fetch")
-        listed = fetch.get("allow_hosts")
-        fetch["allow_hosts"] = [*(listed if isinstance(listed, list) else []), *allow_hosts]
-        from_options.append("curation.fetch.allow_hosts")
-
-    def origin(field: str) -> str:
-        if config_file is None or any(
-            field == key or field.startswith(f"{key}.") for key in from_options
-        ):
-            return "command line"
-        return str(config_file)
+    data, origin = merge_options(
+        config_file,
+        sources=sources,
+        allow_hosts=allow_hosts,
+        overrides=overrides,
+        allow_empty=allow_empty,
+    )
 
     problems: list[str] = []  # every problem at once: a misspelt key may explain the rest
     try:

@@ -39,19 +39,6 @@ def real_photo(name: str) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array[..., :3]).astype(np.uint8))
 
 
-def _float(image: Image.Image) -> np.ndarray:
-    return np.asarray(image, dtype=np.float32)
-
-
-def _image(array: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))
-
-
-def _gaussian(array: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of an (H, W, 3) float array, per channel, edges reflected."""
-    return ndimage.gaussian_filter(array, sigma=(sigma, sigma, 0), mode="reflect")
-
-
 # ------------------------------------------------------------------------- hard cases (kept)
 # The transforms live in curation.demo_hard_cases (the demo source makes the same kinds).
 
@@ -81,7 +68,7 @@ def water_below(name: str, **options) -> Image.Image:
 
 def defocused(name: str, sigma: float = 3.0) -> Image.Image:
     """The whole frame out of focus: a Gaussian blur of ``sigma`` pixels."""
-    return _image(_gaussian(_float(real_photo(name)), sigma))
+    return hard.to_image(hard.gaussian(hard.as_float(real_photo(name)), sigma))
 
 
 def motion_blurred(name: str, length: int = 17, direction: str = "horizontal") -> Image.Image:
@@ -94,14 +81,14 @@ def motion_blurred(name: str, length: int = 17, direction: str = "horizontal") -
     else:
         raise ValueError(direction)
     kernel /= kernel.sum()
-    photo = _float(real_photo(name))
+    photo = hard.as_float(real_photo(name))
     channels = [ndimage.convolve(photo[..., c], kernel, mode="reflect") for c in range(3)]
-    return _image(np.stack(channels, axis=-1))
+    return hard.to_image(np.stack(channels, axis=-1))
 
 
 def underexposed(name: str, scale: float = 0.15) -> Image.Image:
     """About 2.7 stops under: every value scaled by ``scale``, no highlight left."""
-    return _image(_float(real_photo(name)) * scale)
+    return hard.to_image(hard.as_float(real_photo(name)) * scale)
 
 
 def _supersampled(
@@ -147,7 +134,7 @@ def colour_gradient(width: int = 640, height: int = 480) -> Image.Image:
     t = (0.65 * xx / (width - 1) + 0.35 * yy / (height - 1)) * (len(stops) - 1)
     index = np.minimum(t.astype(int), len(stops) - 2)
     frac = (t - index)[..., None]
-    return _image(stops[index] * (1 - frac) + stops[index + 1] * frac)
+    return hard.to_image(stops[index] * (1 - frac) + stops[index + 1] * frac)
 
 
 def gradient_bubbles(width: int = 640, height: int = 480, seed: int = 5) -> Image.Image:
@@ -214,8 +201,8 @@ def product_on_white(name: str = "coffee", width: int = 800, height: int = 600) 
     mask = hard.ellipse_mask(crop.size, np.pi / 4, (0.5, 0.5), feather=0.04)
     left, top = (width - crop.width) // 2, int(0.18 * height)
     region = canvas[top : top + crop.height, left : left + crop.width]
-    region[:] = _float(crop) * mask + region * (1 - mask)
-    return _image(canvas)
+    region[:] = hard.as_float(crop) * mask + region * (1 - mask)
+    return hard.to_image(canvas)
 
 
 def text_page(width: int = 600, height: int = 800) -> Image.Image:

@@ -79,7 +79,7 @@ def test_explain_keeps_a_sharp_photograph(folder):
     gates = [line.split()[1] for line in lines if line.startswith("  PASS ")]
     assert not [line for line in lines if line.startswith("  FAIL ")]
     assert gates[:2] == ["probe", "decode"]
-    for gate in ("exposure", "document", "colours", "grayscale", "flat", "sharpness", "noise"):
+    for gate in ("shadows", "document", "colours", "highlights", "grayscale", "flat", "sharpness"):
         assert gate in gates
     assert {"iqa:niqe", "iqa:brisque", "iqa:piqe"} <= set(gates)
     sharpness = next(line for line in lines if line.startswith("  PASS sharpness"))
@@ -113,7 +113,7 @@ def test_explain_a_url_through_the_fetcher(folder, http_server):
     report = json.loads(proc.stdout)
     assert report["decision"] == "kept" and report["reason"] is None
     assert report["header"]["format"] == "JPEG" and report["header"]["width"] == 600
-    assert [g["gate"] for g in report["gates"]][:3] == ["probe", "decode", "exposure"]
+    assert [g["gate"] for g in report["gates"]][:3] == ["probe", "decode", "shadows"]
     assert all(g["passed"] for g in report["gates"])
     assert {"focus_sharpness", "noise_floor"} <= set(report["measurements"])
     assert set(report["scores"]) == {"niqe", "brisque", "piqe"}
