@@ -55,7 +55,9 @@ def _config(root: Path, sources: list[dict], per_reason: int | None = PER_REASON
                 "fetch": {"allow_hosts": ["127.0.0.1"], "retries": 0},
                 "reject_samples": {"per_reason": per_reason},
             },
-            "quality": {"max_side": 512},
+            # NIQE 8 (stricter than the default 10) so that the rocket (NIQE 9.5 on this
+            # proxy) gives a quality reject to sample
+            "quality": {"max_side": 512, "thresholds": {"niqe": 8.0, "brisque": 85.0}},
         }
     )
 
