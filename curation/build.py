@@ -25,14 +25,18 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation.config import CurationConfig
+from curation.decontaminate import TestSetIndex, test_set_index
 from curation.dedupe import DEFAULT_DISTANCE, PairSearch, dedupe
+from curation.fetch import Fetcher, host_policy_for
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
+from curation.host_policy import shared_policy
 from curation.partition import run_partition
 from curation.patches import PatchConfig
 from curation.publish import EXTRA_COLUMNS_FILE, build_stats, publish_build
 from curation.quality import QualityConfig, QualityScorer
-from curation.records import AcceptedRecord, Partition, Reject
+from curation.records import AcceptedRecord, Partition, Reject, Rejection
 from curation.sources import iter_all_partitions
+from curation.urls import redact_url
 from storage.atomic import atomic_write_bytes
 from storage.build_area import MANIFEST_FILE, SAMPLES_PREFIX, BuildArea
 from storage.config_errors import read_config_file, validate_config
@@ -52,7 +56,8 @@ from storage.versions import Dataset
 #: other reject of the parent version is final and its candidate is not fetched again.
 TRANSIENT_REASONS = frozenset(
     {"timeout", "connection_error", "dns_error", "read_error", "tls_error", "http_429",
-     "robots_txt", "internal_error"}
+     "robots_txt", "robots_txt_unavailable", "host_rate_limited", "host_unresponsive",
+     "internal_error"}
 )  # fmt: skip
 
 
@@ -75,6 +80,19 @@ class DedupeConfig(BaseModel):
     )
     keeper_metric: str = Field(
         "niqe", description="IQA metric that picks a cluster's keeper (best score wins)"
+    )
+    test_sets: list[str] = Field(
+        default_factory=list,
+        description="test sets to keep out (`mird build --exclude`): folders or object-store "
+        "prefixes, searched recursively (the `test/` folder `mird evaluate` reads works as it "
+        "is); a candidate within test_set_distance of any of their images is rejected as "
+        "test_set_overlap, naming the test image",
+    )
+    test_set_distance: int = Field(
+        DEFAULT_DISTANCE,
+        ge=0,
+        le=16,
+        description="Hamming distance of 64-bit phashes to a test image counted as a copy of it",
     )
 
 
@@ -208,6 +226,8 @@ def plan_build(config: BuildConfig) -> BuildPlan:
     if not partitions and parent is None and not config.publish.allow_empty:
         uris = ", ".join(source.uri for source in config.curation.sources)
         raise NoCandidatesError(f"no candidates in {uris}: nothing to build, nothing published")
+    if config.dedupe.test_sets:
+        test_set_index(config.dedupe.test_sets)  # a missing or empty test set fails here
     area = BuildArea(dataset, build_id(config, parent))
     return BuildPlan(dataset, area, parent, partitions, skipped)
 
@@ -235,7 +255,14 @@ class StagingSink:
     not oversubscribe the cores. ``accept`` runs on one thread and only writes.
     """
 
-    def __init__(self, area: BuildArea, partition_id: str, quality: QualityConfig) -> None:
+    def __init__(
+        self,
+        area: BuildArea,
+        partition_id: str,
+        quality: QualityConfig,
+        test_sets: tuple[TestSetIndex, int] | None = None,
+    ) -> None:
+        self.test_sets = test_sets  # (index, distance): copies of test images are rejected
         import torch
 
         self.scorer = _scorer(quality.model_dump_json())
@@ -266,6 +293,12 @@ class StagingSink:
             "phash": perceptual_hash64(image),
             "phash256": phash256(image),
         }
+        if self.test_sets is not None:
+            index, distance = self.test_sets
+            try:
+                index.check(hashes["phash"], distance)
+            except Rejection as rejection:
+                return Reject.from_rejection(record.candidate, rejection)
         with self._scoring:
             scores = self.scorer.score([image])[0]
         failed = self.scorer.rejects({record.id: scores})
@@ -333,11 +366,24 @@ def process_partition(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run one partition into the build area (skipped when its marker exists)."""
-    sink = StagingSink(area, partition.id, config.quality)
+    dedupe_config = config.dedupe
+    test_sets = None
+    if dedupe_config.test_sets:
+        test_sets = (test_set_index(dedupe_config.test_sets), dedupe_config.test_set_distance)
+    sink = StagingSink(area, partition.id, config.quality, test_sets)
+    # The build's partitions in this process share their hosts' turns, pauses and breakers.
+    fetch = config.curation.fetch
+    hosts = shared_policy(area.build_id, functools.partial(host_policy_for, fetch))
     try:
-        result = run_partition(
-            partition, sink.partition_uri, config.curation, sink=sink, progress=progress
-        )
+        with Fetcher(fetch, hosts=hosts) as fetcher:
+            result = run_partition(
+                partition,
+                sink.partition_uri,
+                config.curation,
+                fetcher=fetcher,
+                sink=sink,
+                progress=progress,
+            )
     except BaseException:
         sink.abort()
         raise
@@ -431,6 +477,32 @@ def nothing_kept(
     return NothingKeptError(message, funnel, plan.area.uri)
 
 
+def decontamination_summary(config: DedupeConfig, plan: BuildPlan) -> dict[str, Any]:
+    """What stats.json and the card say about test sets: those checked, and whether the
+    samples an incremental build reuses from its parent were checked against them too."""
+    if not config.test_sets:
+        return {"checked": [], "distance": None, "reused_samples_matching": 0}
+    index = test_set_index(config.test_sets)
+    matching = 0
+    if plan.parent is not None:  # reused samples were curated before: check them now
+        reused = plan.dataset.version(plan.parent).manifest().column("phash").to_pylist()
+        for phash in reused:
+            found = index.nearest(int(phash))
+            matching += found is not None and found[1] <= config.test_set_distance
+    return {
+        "checked": index.summary(),
+        "distance": config.test_set_distance,
+        "reused_samples_matching": matching,
+    }
+
+
+def _without_credentials(settings: dict[str, Any]) -> dict[str, Any]:
+    """A dumped BuildConfig whose source URIs carry no user-info (it goes into stats.json)."""
+    for source in settings.get("curation", {}).get("sources", []):
+        source["uri"] = redact_url(source["uri"])
+    return settings
+
+
 def finish_build(
     config: BuildConfig, plan: BuildPlan, *, progress=None, pair_search: PairSearch | None = None
 ):
@@ -461,7 +533,8 @@ def finish_build(
             "dedupe_backend": backend,
             "skipped_known_candidates": plan.skipped_known,
             "quality_thresholds": quality_thresholds(config.quality),
-            "config": config.model_dump(mode="json"),
+            "config": _without_credentials(config.model_dump(mode="json")),
+            "test_sets": decontamination_summary(config.dedupe, plan),
         },
         progress=(lambda i, n: progress("publish", i, n)) if progress else None,
     )

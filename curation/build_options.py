@@ -28,6 +28,7 @@ def merge_options(
     allow_hosts: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
     allow_empty: bool = False,
+    exclude: Sequence[str] = (),
 ) -> tuple[dict[str, Any], Callable[[str], str]]:
     """(the merged mapping, field path -> where it came from)."""
     data: dict[str, Any] = read_config_file(config_file) if config_file is not None else {}
@@ -47,6 +48,11 @@ def merge_options(
         listed = fetch.get("allow_hosts")
         fetch["allow_hosts"] = [*(listed if isinstance(listed, list) else []), *allow_hosts]
         from_options.append("curation.fetch.allow_hosts")
+    if exclude:  # test sets kept out of the dataset, added to the file's
+        dedupe = _section(data, "dedupe")
+        listed = dedupe.get("test_sets")
+        dedupe["test_sets"] = [*(listed if isinstance(listed, list) else []), *exclude]
+        from_options.append("dedupe.test_sets")
 
     def origin(field: str) -> str:
         if config_file is None or any(

@@ -27,6 +27,9 @@ class Candidate:
     caption: str | None = None
     license: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other columns kept as provenance
+    # "user:password" split off an http(s) URL (curation.urls): sent to that origin, never
+    # written (``url`` holds the URL without it) and never shown (not in repr).
+    credentials: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from curation.config import SourceConfig
 from curation.records import Candidate, Partition
+from curation.urls import split_credentials
 from storage.uri import open_fs, unstrip
 
 LIST_FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
@@ -197,14 +198,15 @@ def _rows_to_candidates(
     rows: Iterable[dict[str, Any]], source: SourceConfig, name: str
 ) -> Iterator[Candidate]:
     for row in rows:
-        url = str(row.get(source.url_column) or "").strip()
+        url, credentials = split_credentials(str(row.get(source.url_column) or "").strip())
         yield Candidate(
-            id=candidate_id(url),
+            id=candidate_id(url),  # of the URL without credentials: they never leave memory
             url=url,
+            credentials=credentials,
             source=name,
             caption=_text_or_none(row.get(source.caption_column)),  # .get(None) is None
             license=_text_or_none(row.get(source.license_column)),
-            extra={c: row.get(c) for c in source.keep_columns},
+            extra={c: url if c == source.url_column else row.get(c) for c in source.keep_columns},
         )
 
 

@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "flows.cmd_dashboard",
     "flows.cmd_explain",
     "flows.cmd_calibrate",
+    "flows.cmd_diff",
 ]
 
 app = typer.Typer(

@@ -23,6 +23,7 @@ def load_build_config(
     sources: list[str],
     allow_hosts: list[str],
     allow_empty: bool = False,
+    exclude: list[str] | None = None,
 ):
     """The one BuildConfig: file (YAML/JSON) first, then command-line options on top.
 
@@ -38,6 +39,7 @@ def load_build_config(
         allow_hosts=allow_hosts,
         overrides=overrides,
         allow_empty=allow_empty,
+        exclude=exclude or [],
     )
 
     problems: list[str] = []  # every problem at once: a misspelt key may explain the rest
@@ -115,6 +117,11 @@ def register(app: typer.Typer) -> None:
         allow_host: list[str] = typer.Option(
             None, help="Exempt a host/IP/CIDR from the SSRF guard (e.g. 127.0.0.1)."
         ),
+        exclude: list[str] = typer.Option(
+            None,
+            help="A test set (folder or prefix) to keep out: its images and near copies "
+            "are rejected as test_set_overlap. Repeat for several.",
+        ),
         full: bool = typer.Option(False, help="Ignore the latest version: a full rebuild."),
         allow_empty: bool = typer.Option(
             False, help="Publish even a build that keeps no sample (an empty version)."
@@ -140,6 +147,7 @@ def register(app: typer.Typer) -> None:
             mird build --config build.yaml --dask-local 4
             mird build --config build.yaml --dask-address tcp://scheduler:8786
             mird build list.txt --root data/datasets --allow-host 127.0.0.1
+            mird build list.txt --root data/datasets --exclude data/test
         """
         # Quiet by default: a failed flow run makes Prefect log the traceback at ERROR, and the
         # CLI's contract is one line per error (main() prints it); --verbose shows it all.
@@ -148,7 +156,7 @@ def register(app: typer.Typer) -> None:
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         overrides = {"root": root, "name": name, "incremental": False if full else None}
         build_config = load_build_config(
-            config, overrides, sources or [], allow_host or [], allow_empty
+            config, overrides, sources or [], allow_host or [], allow_empty, exclude
         )
 
         from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn

@@ -19,6 +19,7 @@ def read_image(target: str, fetch_config):  # noqa: ANN001, ANN201 - FetchConfig
     Fetcher: its SSRF guard, timeouts and size cap). Failures are ExplainInputError."""
     from curation.fetch import Fetcher
     from curation.records import Rejection
+    from curation.urls import redact_url
 
     scheme = urlsplit(target).scheme.lower()
     is_url = scheme in ("http", "https")
@@ -38,8 +39,9 @@ def read_image(target: str, fetch_config):  # noqa: ANN001, ANN201 - FetchConfig
             if rejection.reason == "blocked_address":
                 hint = " (the SSRF guard; allow the host with --allow-host)"
             verb = "fetch" if is_url else "read"
+            shown = redact_url(target)  # credentials in a URL are never printed
             raise ExplainInputError(
-                f"cannot {verb} {target}: {rejection.reason}: {rejection.detail}{hint}"
+                f"cannot {verb} {shown}: {rejection.reason}: {rejection.detail}{hint}"
             ) from None
     return fetched.data
 

@@ -33,7 +33,9 @@ from typing import Any
 import duckdb
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from flows.dashboard_politeness import HostRefusals, host_refusals, section_politeness
 from flows.dashboard_rejects import ReasonGroup, reason_groups, sample_files, section_rejected
+from flows.dashboard_since import SinceData, section_since, since_previous
 from storage.atomic import atomic_write_bytes
 from storage.errors import StorageError, VersionNotFoundError
 from storage.schemas import IQA_COLUMNS
@@ -139,6 +141,8 @@ class DashboardData:
     seed: int
     problems: list[str] = field(default_factory=list)
     reject_groups: list[ReasonGroup] = field(default_factory=list)  # stored reject thumbnails
+    politeness: list[HostRefusals] = field(default_factory=list)  # refusals per host
+    since: SinceData | None = None  # the diff from the parent version
 
 
 # =============================================================================== inputs
@@ -660,6 +664,8 @@ def collect(
                 reasons,
                 parse_thresholds(collector.stats, collector.stats_uri),
             ),
+            politeness=host_refusals(collector.con),
+            since=since_previous(dataset, published.version, collector.thumbs.image),
         )
     finally:
         collector.close()
@@ -1208,6 +1214,8 @@ def render_html(d: DashboardData) -> str:
             _section_duplicates(d),
             _section_kept(d),
             _section_rejected(d),
+            section_politeness(d.politeness),
+            section_since(d.since),
             _section_history(d),
         ]
     )

@@ -41,6 +41,7 @@ def render_card(
     description: str = "",
     extra_counts: dict[str, int] | None = None,
     parent: str | None = None,
+    test_sets: dict[str, Any] | None = None,
 ) -> str:
     counts = {"samples": samples, "shards": shards, "rejects": rejects, **(extra_counts or {})}
     lines = [
@@ -76,5 +77,38 @@ def render_card(
         "Licences of the images are those of their sources; see the `license` and `url` "
         "columns of the manifest.",
         "",
+        *_test_set_lines(test_sets),
     ]
     return "\n".join(lines)
+
+
+def _test_set_lines(test_sets: dict[str, Any] | None) -> list[str]:
+    """The card's word on test-set contamination: only what the build checked (nothing for
+    a version that no build made, e.g. patches)."""
+    if test_sets is None:
+        return []
+    checked = test_sets.get("checked") or []
+    if not checked:
+        return [
+            "Not checked against any test set (`mird build --exclude DIR`): it may hold "
+            "benchmark images or near copies of them.",
+            "",
+        ]
+    distance = test_sets.get("distance")
+    lines = [
+        f"Checked against {len(checked)} test set(s): every candidate within {distance} bits "
+        "(64-bit perceptual hash) of one of their images was rejected as `test_set_overlap`.",
+        "",
+        *[f"- `{entry['uri']}` ({int(entry['images']):,} images)" for entry in checked],
+        "",
+    ]
+    matching = int(test_sets.get("reused_samples_matching") or 0)
+    if matching:
+        lines += [
+            f"**Not clean**: {matching:,} samples reused from the parent version match a test "
+            "image; rebuild with `--full` to remove them.",
+            "",
+        ]
+    else:
+        lines += ["The version is clean of these test sets.", ""]
+    return lines

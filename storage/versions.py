@@ -325,6 +325,7 @@ class VersionWriter:
             license=license,
             description=description,
             parent=self.parent,
+            test_sets=full_stats.get("test_sets"),
         )
         atomic_write_bytes(join(self.path, "card.md"), card.encode(), self.fs)
         entry = {

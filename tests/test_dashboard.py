@@ -343,7 +343,11 @@ def test_renders_in_headless_chromium_without_console_errors(dataset, tmp_path):
     stored = {g.label: len(g.samples) for g in data.reject_groups}
     thumbs = [*data.kept_examples, *[t for t in data.rejected_examples if not stored[t.reason]]]
     thumbs += [t for c in data.clusters for t in (c.kept, *c.dropped)]
-    assert checks["images"] == sum(1 for t in thumbs if t.image) + sum(stored.values()) > 20
+    since = [i for _, i in (data.since.added + data.since.removed)] if data.since else []
+    assert checks["images"] == sum(1 for t in thumbs if t.image) + sum(stored.values()) + sum(
+        1 for image in since if image
+    )
+    assert sum(1 for t in thumbs if t.image) + sum(stored.values()) > 20
     assert checks["svgs"] >= 8
     assert filtered == 2
     # rejected: one heading per reason, and the stored thumbnails of the decoded ones render
