@@ -151,10 +151,10 @@ def collect_inputs(args: argparse.Namespace, folder: Path) -> dict[str, dict[str
 
 def judge_folder(folder: Path, labelled: dict[str, dict[str, str]], args) -> list[dict[str, Any]]:
     from curation.build import BuildConfig
-    from curation.config import SourceConfig
+    from curation.config import ProbeConfig, SourceConfig
+    from curation.fetch import Fetcher
     from curation.gate import Gate
     from curation.sources import iter_all_partitions
-    from storage.uri import open_fs
 
     config = BuildConfig.model_validate(
         {"root": str(folder), "curation": {"probe": {"min_side": args.min_side}}}
@@ -163,31 +163,34 @@ def judge_folder(folder: Path, labelled: dict[str, dict[str, str]], args) -> lis
     sources = [SourceConfig(uri=str(folder), name="accuracy")]
     rows = []
     candidates = [c for p in iter_all_partitions(sources, 10_000) for c in p.candidates]
-    for done, candidate in enumerate(candidates, start=1):
-        fs, path = open_fs(candidate.url)
-        with fs.open(path, "rb") as handle:
-            data = handle.read()
-        report = gate.judge(data)
-        info = labelled[Path(candidate.url).name]
-        header = report.header
-        rows.append(
-            {
-                "name": info["name"],
-                "collection": info["collection"],
-                "package": info["package"],
-                "label": info["label"],
-                "decision": "kept" if report.kept else "rejected",
-                "reason": report.reason,
-                "stage": report.stage,
-                "detail": report.detail,
-                "size": f"{header.width}x{header.height}" if header else None,
-                "under_default_min_side": bool(header and min(header.width, header.height) < 1024),
-                "measurements": report.to_dict()["measurements"],
-                "scores": report.to_dict()["scores"],
-            }
-        )
-        if done % 10 == 0 or done == len(candidates):
-            print(f"judged {done}/{len(candidates)}", file=sys.stderr, flush=True)
+    default_min_side = ProbeConfig().min_side
+    # the folder's candidates are read by the build's Fetcher, as a build reads them
+    with Fetcher(config.curation.fetch) as fetcher:
+        for done, candidate in enumerate(candidates, start=1):
+            report = gate.judge(fetcher.fetch(candidate).data)
+            info = labelled[Path(candidate.url).name]
+            header = report.header
+            plain = report.to_dict()
+            rows.append(
+                {
+                    "name": info["name"],
+                    "collection": info["collection"],
+                    "package": info["package"],
+                    "label": info["label"],
+                    "decision": "kept" if report.kept else "rejected",
+                    "reason": report.reason,
+                    "stage": report.stage,
+                    "detail": report.detail,
+                    "size": f"{header.width}x{header.height}" if header else None,
+                    "under_default_min_side": bool(
+                        header and min(header.width, header.height) < default_min_side
+                    ),
+                    "measurements": plain["measurements"],
+                    "scores": plain["scores"],
+                }
+            )
+            if done % 10 == 0 or done == len(candidates):
+                print(f"judged {done}/{len(candidates)}", file=sys.stderr, flush=True)
     return sorted(rows, key=lambda row: (row["label"], row["collection"], row["name"]))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from curation.config import CurationConfig
 from curation.filters import GateDecision, run_filters
 from curation.probe import HeaderProbe, Prober
-from curation.quality import QualityConfig, QualityScorer
+from curation.quality import QualityConfig, QualityScorer, threshold_verdict
 from curation.records import Rejection
 
 
@@ -108,16 +108,10 @@ class Gate:
         if self.scorer is not None and (score_rejected or report.kept):
             report.scores = self.scorer.score([image])[0]
             for metric, limit in self.scorer.config.thresholds.items():
-                # The same rule as a build's (curation.quality.quality_rejects), per metric.
                 value = float(report.scores.get(metric, math.nan))
                 lower = self.scorer.lower_better.get(metric, True)
-                if not math.isfinite(value):
-                    reason, detail = f"low_quality:{metric}", f"{metric} not measurable ({value})"
-                else:
-                    worse = value > limit if lower else value < limit
-                    reason = f"low_quality:{metric}" if worse else None
-                    sign = (">" if lower else "<") if worse else ("<=" if lower else ">=")
-                    detail = f"{metric}={value:.4g} {sign} {limit:g}"
+                passed, detail = threshold_verdict(metric, value, limit, lower)
+                reason = None if passed else f"low_quality:{metric}"
                 report._first("quality", GateDecision(f"iqa:{metric}", reason, detail))
         return report
 

@@ -426,6 +426,22 @@ def _run_metric(model, batch) -> list[float]:
     return [value for item in batch for value in _run_metric(model, item[None])]
 
 
+def threshold_verdict(
+    metric: str, value: float, limit: float, lower_better: bool
+) -> tuple[bool, str]:
+    """(passed, detail) of one score against one threshold: the one rule a build
+    (:func:`quality_rejects`) and ``mird explain`` (``curation.gate``) both apply. A score
+    that is not finite (the metric could not measure the image) fails."""
+    if not math.isfinite(value):
+        return False, f"{metric} not measurable ({value})"
+    worse = value > limit if lower_better else value < limit
+    if worse:
+        sign = ">" if lower_better else "<"
+    else:
+        sign = "<=" if lower_better else ">="
+    return not worse, f"{metric}={value:.4g} {sign} {limit:g}"
+
+
 def quality_rejects(
     scores: Mapping[str, Mapping[str, float]],
     thresholds: Mapping[str, float],
@@ -447,12 +463,9 @@ def quality_rejects(
             if metric not in candidate_scores:
                 raise ValueError(f"candidate {candidate_id!r} has no {metric!r} score")
             value = float(candidate_scores[metric])
-            worse = value > limit if lower_better[metric] else value < limit
-            if not math.isfinite(value):
-                failures.append((metric, f"{metric} not measurable ({value})"))
-            elif worse:
-                sign = ">" if lower_better[metric] else "<"
-                failures.append((metric, f"{metric}={value:.4g} {sign} {limit:g}"))
+            passed, detail = threshold_verdict(metric, value, limit, lower_better[metric])
+            if not passed:
+                failures.append((metric, detail))
         if failures:
             rows.append(
                 {
