@@ -33,9 +33,20 @@ $(SYSTEM_STAMP): | $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mird demo --out demo-output
 
+# nginx serves bench.fetch's images (its floor is the fast server, not Python's). Root can
+# install it; elsewhere the benchmark serves from a threaded Python server and says so.
+BENCH_STAMP := $(VENV)/.bench-deps
+$(BENCH_STAMP): | $(STAMP)
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ]; then { apt-get update -qq && apt-get install -y -qq nginx-light; } >/dev/null \
+	    || apt-get install -y -qq nginx >/dev/null \
+	    || echo "note: could not install nginx; bench.fetch serves from Python"; \
+	  else echo "note: nginx not installed (needs root); bench.fetch serves from Python"; fi; }
+	@touch $(BENCH_STAMP)
+
 # Every benchmark with quick settings, one JSON object per line (`$(PY) -m bench --full` for
 # the settings behind bench/README.md's tables; `--only NAME` for one).
-bench: $(STAMP)
+bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m bench
 
 lint: $(STAMP)

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import os
 import tarfile
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from storage.atomic import atomic_put_file
+from storage.direct_file import DurableFile
 from storage.errors import CorruptShardError
 from storage.keys import KeyRegistry
 from storage.uri import join, open_fs
@@ -57,61 +56,44 @@ class WrittenShard:
 
 
 class _HashingFile:
-    """A write-only file that hashes and counts what passes through it (no second read).
-
-    Every ``SYNC_EVERY`` bytes a background thread starts flushing what was written so far
-    (``fdatasync``), so the fsync at close waits only for the tail instead of the whole
-    shard: durability without a long stall at the end of each shard.
-    """
-
-    SYNC_EVERY = 64 << 20
+    """A write-only file that hashes and counts what passes through it (no second read),
+    written through :class:`storage.direct_file.DurableFile` (``O_DIRECT`` where the
+    filesystem takes it, background writes, durable at close)."""
 
     def __init__(self, path: str, digest: bool = True) -> None:
-        self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+        self._file = DurableFile(path)
         self.digest = hashlib.sha256() if digest else None
-        self.size = 0
-        self._next_sync = self.SYNC_EVERY
-        self._syncer: threading.Thread | None = None
+
+    @property
+    def size(self) -> int:
+        return self._file.size
 
     def write(self, data: bytes) -> int:
         if self.digest is not None:
             self.digest.update(data)
-        self.size += len(data)
-        written = self._file.write(data)
-        if self.size >= self._next_sync:
-            self._next_sync = self.size + self.SYNC_EVERY
-            self._background_sync()
-        return written
-
-    def _background_sync(self) -> None:
-        if self._syncer is not None and self._syncer.is_alive():
-            return  # the previous flush is still running; the next threshold will retry
-        self._file.flush()
-        fd = self._file.fileno()
-        self._syncer = threading.Thread(target=os.fdatasync, args=(fd,), daemon=True)
-        self._syncer.start()
+        return self._file.write(data)
 
     def tell(self) -> int:
-        return self.size
+        return self._file.size
 
     def close(self, durable: bool = True) -> None:
-        if self._syncer is not None:
-            self._syncer.join()
-        self._file.flush()
         if durable:
-            os.fsync(self._file.fileno())
-        self._file.close()
+            self._file.close(durable=True)
+        else:
+            self._file.discard()
 
 
 class _TarShard:
-    """One shard being written: tar members laid out as webdataset's TarWriter does."""
+    """One shard being written: tar members laid out as webdataset's TarWriter does.
 
-    COPY_BUFFER = 1 << 20
+    The tar is written here rather than through ``tarfile.TarFile.addfile``, whose copy loop
+    reads each body back through a file object: a header from ``TarInfo.tobuf``, the body as
+    it is, NUL padding to the 512-byte block, and at the end the two NUL blocks and the
+    padding to a 10 KiB record that ``tarfile`` writes (the bytes are the same).
+    """
 
     def __init__(self, path: str, digest: bool = True) -> None:
         self.file = _HashingFile(path, digest)
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
-        self.tar.copybufsize = self.COPY_BUFFER
 
     def add(self, key: str, members: dict[str, bytes]) -> int:
         total = 0
@@ -120,13 +102,17 @@ class _TarShard:
             info = tarfile.TarInfo(f"{key}.{suffix}")
             info.size, info.mtime, info.mode = len(data), int(SHARD_MTIME), 0o444
             info.uname = info.gname = "bigdata"
-            self.tar.addfile(info, io.BytesIO(data))
+            self.file.write(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape"))
+            self.file.write(data)
+            if padding := -len(data) % tarfile.BLOCKSIZE:
+                self.file.write(tarfile.NUL * padding)
             total += len(data)
         return total
 
     def close(self) -> tuple[int, str]:
         """Finish the tar, fsync it; returns (size, sha256 hex)."""
-        self.tar.close()
+        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+        self.file.write(end + tarfile.NUL * (-(self.file.size + len(end)) % tarfile.RECORDSIZE))
         self.file.close()
         digest = self.file.digest
         return self.file.size, digest.hexdigest() if digest is not None else ""
