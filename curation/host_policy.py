@@ -17,19 +17,27 @@ pause learnt from one request applies to the whole host:
   count.
 
 Waits are on a condition variable, so a tripped breaker wakes every waiting thread at once.
+
+With :meth:`HostPolicy.share` (a build does it), pauses and trips also go to the build's other
+processes, e.g. Dask workers, and theirs come here (:mod:`curation.host_signals`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from curation.host_signals import HostSignals
 from curation.records import Rejection
 from curation.robots import RobotsRules
+
+log = logging.getLogger(__name__)
 
 _SHARED_BUILDS = 4  # policies of this many builds kept per process
 
@@ -67,6 +75,36 @@ class HostPolicy:
         self._hosts: dict[str, _Host] = {}
         self._exempt_cache: dict[str, bool] = {}
         self._lock = threading.Lock()
+        self._signals: HostSignals | None = None
+        self._closed = threading.Event()
+
+    # -- sharing with the build's other processes ---------------------------------------------
+
+    def share(self, signals: HostSignals) -> None:
+        """Publish this policy's pauses and trips through ``signals`` and apply the others'
+        (a daemon thread polls every ``signals.poll_s`` seconds until :meth:`close`)."""
+        if self._signals is not None:
+            return
+        self._signals = signals
+        thread = threading.Thread(
+            target=_follow, args=(weakref.ref(self), signals, self._closed), daemon=True
+        )
+        thread.name = "mird-host-signals"
+        thread.start()
+
+    def close(self) -> None:
+        """Stop following the other processes' signals."""
+        self._closed.set()
+
+    def apply(self, signal: dict) -> None:
+        """Apply a signal from another process (see :mod:`curation.host_signals`)."""
+        host = signal["host"]
+        if signal["kind"] == "pause":
+            seconds = float(signal["until_epoch"]) - time.time()
+            if seconds > 0:
+                self.pause(host, seconds, publish=False)
+        elif signal["kind"] == "trip":
+            self._trip(host, f"{signal.get('reason', 'unresponsive')} (seen by another worker)")
 
     def _host(self, host: str) -> _Host:
         with self._lock:
@@ -138,11 +176,13 @@ class HostPolicy:
             with state.cond:
                 state.in_flight.pop(key, None)
 
-    def pause(self, host: str, seconds: float) -> None:
+    def pause(self, host: str, seconds: float, publish: bool = True) -> None:
         """A Retry-After: no request to ``host`` from anyone for ``seconds``."""
         state = self._host(host)
         with state.cond:
             state.paused_until = max(state.paused_until, time.monotonic() + seconds)
+        if publish and self._signals is not None:
+            self._signals.publish_pause(host, seconds)
 
     def set_crawl_delay(self, host: str, seconds: float | None) -> None:
         if seconds:
@@ -153,18 +193,30 @@ class HostPolicy:
     def record(self, host: str, failure: str | None) -> None:
         """One exchange's outcome: ``failure`` (what failed) or None (the host answered)."""
         state = self._host(host)
-        aborts: list[Callable[[], None]] = []
         with state.cond:
             if failure is None:
                 state.failures = 0
                 return
             state.failures += 1
-            if state.tripped is None and state.failures >= self.failure_limit:
-                state.tripped = f"{state.failures} consecutive failures, the last: {failure}"
-                state.cond.notify_all()
-                aborts = list(state.in_flight.values())
+            if state.tripped is not None or state.failures < self.failure_limit:
+                return
+            reason = f"{state.failures} consecutive failures, the last: {failure}"
+        if self._trip(host, reason) and self._signals is not None:
+            self._signals.publish_trip(host, reason)
+
+    def _trip(self, host: str, reason: str) -> bool:
+        """Open ``host``'s breaker: wake its waiters, cut its requests in flight. False if it
+        was open already."""
+        state = self._host(host)
+        with state.cond:
+            if state.tripped is not None:
+                return False
+            state.tripped = reason
+            state.cond.notify_all()
+            aborts = list(state.in_flight.values())
         for abort in aborts:
             abort()
+        return True
 
 
 class RobotsCache:
@@ -194,6 +246,20 @@ class RobotsCache:
             return rules
 
 
+def _follow(policy_ref: weakref.ref, signals: HostSignals, closed: threading.Event) -> None:
+    """Apply the other processes' signals to the policy until it is closed or collected."""
+    while not closed.wait(signals.poll_s):
+        policy = policy_ref()
+        if policy is None:
+            return
+        try:
+            for signal in signals.poll():
+                policy.apply(signal)
+        except Exception:  # a flaky listing must not end the following; the next poll retries
+            log.debug("reading host signals under %s failed", signals.uri, exc_info=True)
+        del policy
+
+
 _shared: OrderedDict[str, HostPolicy] = OrderedDict()
 _shared_lock = threading.Lock()
 
@@ -206,6 +272,6 @@ def shared_policy(key: str, make: Callable[[], HostPolicy]) -> HostPolicy:
         if policy is None:
             policy = _shared[key] = make()
             while len(_shared) > _SHARED_BUILDS:
-                _shared.popitem(last=False)
+                _shared.popitem(last=False)[1].close()
         _shared.move_to_end(key)
         return policy
