@@ -136,7 +136,9 @@ class FetchConfig(_Model):
         True, description="honour X-Robots-Tag (unscoped, or scoped to our product token)"
     )
     respect_tdm_reservation: bool = Field(
-        True, description="refuse images served with `tdm-reservation: 1` (TDM-Rep)"
+        True,
+        description="refuse images whose TDM rights are reserved (TDM-Rep: the "
+        "`tdm-reservation: 1` header, or the origin's /.well-known/tdmrep.json)",
     )
     x_robots_block: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],

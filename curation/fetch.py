@@ -40,7 +40,7 @@ from curation.address_guard import AddressGuard
 from curation.config import FetchConfig
 from curation.host_policy import HostPolicy
 from curation.http_transport import ConnectionPool, DeadlineResponse, request_target
-from curation.optout import tdm_reserved, x_robots_blocked
+from curation.optout import TdmRepRules, parse_tdmrep, tdm_reserved, x_robots_blocked
 from curation.records import Candidate, Rejection
 from curation.robots import RobotsRules, parse_robots
 from curation.urls import split_credentials
@@ -70,6 +70,7 @@ POLITENESS_REASONS = (
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _ROBOTS_MAX_BYTES = 512 * 1024
+TDMREP_PATH = "/.well-known/tdmrep.json"
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,8 @@ class Fetcher:
             self.hosts.check(host)
             if is_image and cfg.respect_robots_txt:
                 self._check_robots(url)
+            if is_image and cfg.respect_tdm_reservation:
+                self._check_tdmrep(url)
             headers = self._headers
             if credentials is not None and _origin(url) == origin:  # never to another host
                 token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
@@ -484,6 +487,30 @@ class Fetcher:
             )
         if not rules.allowed(request_target(url)[1]):
             raise Rejection("fetch", "robots_txt", f"disallowed by {origin}/robots.txt")
+
+    def _check_tdmrep(self, url: str) -> None:
+        origin = _origin(url)
+        rules = self.hosts.tdmrep.get(origin, partial(self._load_tdmrep, origin))
+        reserved = rules.reservation(request_target(url)[1]) if rules is not None else None
+        if reserved is not None:
+            location, policy = reserved
+            detail = f"{origin}/.well-known/tdmrep.json reserves TDM rights for {location}"
+            raise Rejection(
+                "fetch", "tdm_reservation", detail + (f" (policy {policy})" * bool(policy))
+            )
+
+    def _load_tdmrep(self, origin: str) -> TdmRepRules:
+        """The origin's TDM-Rep file; any failure to read one means no rules from it."""
+        budget = _Budget(self.config.total_timeout_s)
+        try:
+            body = self._attempt(f"{origin}{TDMREP_PATH}", _ROBOTS_MAX_BYTES, False, budget).data
+        except Rejection as rejection:
+            if rejection.reason in ("host_unresponsive", "host_rate_limited"):
+                raise  # not an answer about the file: not cached
+            return TdmRepRules()
+        except _Retryable:
+            return TdmRepRules()
+        return parse_tdmrep(body.decode("utf-8", "replace"))
 
     def _load_robots(self, origin: str, host: str) -> RobotsRules | None:
         """RFC 9309: 4xx means no rules; 5xx (and 429), or no answer, means disallow all

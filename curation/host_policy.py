@@ -72,6 +72,7 @@ class HostPolicy:
         self.max_queue_s = max_queue_s
         self.exempt = exempt  # hosts without a rate limit (Crawl-delay and pauses still apply)
         self.robots = RobotsCache()
+        self.tdmrep = RobotsCache()  # /.well-known/tdmrep.json per origin, cached alike
         self._hosts: dict[str, _Host] = {}
         self._exempt_cache: dict[str, bool] = {}
         self._lock = threading.Lock()

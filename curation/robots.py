@@ -45,6 +45,12 @@ def _pattern(path: str) -> re.Pattern[str]:
     return re.compile(regex + (r"\Z" if anchored else ""))
 
 
+def path_matches(pattern: str, path_and_query: str) -> bool:
+    """robots.txt path matching (``*`` any run, ``$`` the end), also used by TDM-Rep's
+    ``location`` patterns."""
+    return bool(_pattern(pattern).match(_normalise(path_and_query or "/")))
+
+
 @dataclass
 class RobotsRules:
     """The rules that apply to one crawler on one origin."""

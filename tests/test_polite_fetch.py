@@ -15,8 +15,9 @@ import pytest
 from curation.build import BuildConfig, is_transient, run_build
 from curation.config import CurationConfig, FetchConfig, ProbeConfig
 from curation.demo_source import write_demo_source
-from curation.fetch import POLITENESS_REASONS, Fetcher
+from curation.fetch import POLITENESS_REASONS, TDMREP_PATH, Fetcher
 from curation.host_policy import HostPolicy
+from curation.optout import parse_tdmrep
 from curation.partition import run_partition
 from curation.records import Candidate, Partition, Rejection
 from curation.robots import parse_robots, product_token
@@ -181,6 +182,52 @@ def test_retry_after_pauses_the_whole_host(http_server: FaultServer, photo: byte
 
 
 # -- opt-out headers ----------------------------------------------------------------------------
+
+
+def test_tdmrep_json_reserves_by_location(http_server: FaultServer, photo) -> None:
+    hits: list[int] = []
+    document = (
+        b'[{"location": "/private/*", "tdm-reservation": 1, "tdm-policy": "https://x.test/p"},'
+        b' {"location": "/private/open.jpg", "tdm-reservation": 0},'
+        b' {"location": "/", "tdm-reservation": 0}, "junk", {"location": 3}]'
+    )
+    tdm = body(document, "application/json")
+    http_server.route(TDMREP_PATH, lambda h, hit: (hits.append(hit), tdm(h, hit)))
+    urls = [
+        http_server.route(path, body(photo))
+        for path in ("/private/a.jpg", "/private/open.jpg", "/public/b.jpg", "/private/c.jpg")
+    ]
+    with Fetcher(FETCH) as fetcher:  # the first matching rule applies, in the file's order
+        assert _fetch_all(fetcher, urls, threads=4) == [
+            "tdm_reservation",
+            "tdm_reservation",
+            "ok",
+            "tdm_reservation",
+        ]
+        with pytest.raises(Rejection, match=r"reserves TDM rights for /private/\* \(policy"):
+            fetcher.fetch_url(urls[0])
+    assert hits == [1]  # read once per origin, however many threads asked
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [status(500), status(404), body(b"not json", "application/json")],
+    ids=["http_500", "http_404", "not_json"],
+)
+def test_a_missing_or_broken_tdmrep_json_reserves_nothing(http_server, photo, answer) -> None:
+    http_server.route(TDMREP_PATH, answer)
+    url = http_server.route("/img.jpg", body(photo))
+    with Fetcher(FETCH) as fetcher:
+        assert _fetch_all(fetcher, [url]) == ["ok"]
+
+
+def test_tdmrep_rules_parse_strictly() -> None:
+    rules = parse_tdmrep(
+        '[{"location": "/a/*", "tdm-reservation": true}, {"location": "/b$", "tdm-reservation": 1}]'
+    )
+    assert rules.rules == [("/b$", True, None)]  # true is not 1: the entry is skipped
+    assert rules.reservation("/b") == ("/b$", None) and rules.reservation("/b/c") is None
+    assert parse_tdmrep('{"location": "/", "tdm-reservation": 1}').rules == []
 
 
 def test_tdm_reservation_and_scoped_x_robots_tag(http_server: FaultServer, photo) -> None:
