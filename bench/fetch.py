@@ -201,10 +201,11 @@ def floor(url_file: str, threads: int) -> None:
         with urllib.request.urlopen(url, timeout=60) as response:
             return len(response.read())
 
-    started = time.perf_counter()
+    cpu, started = _own_cpu_s(), time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         total = sum(pool.map(read, urls))
-    print(json.dumps({"seconds": time.perf_counter() - started, "bytes": total}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "cpu_s": _own_cpu_s() - cpu, "bytes": total}))
 
 
 def disk_floor(directory: str, total_bytes: int) -> None:
@@ -215,7 +216,7 @@ def disk_floor(directory: str, total_bytes: int) -> None:
 
     block = os.urandom(1 << 20)
     path = os.path.join(directory, "disk-floor.bin")
-    started = time.perf_counter()
+    cpu, started = _own_cpu_s(), time.perf_counter()
     out = DurableFile(path)
     for _ in range(total_bytes // len(block)):
         out.write(block)
@@ -223,7 +224,51 @@ def disk_floor(directory: str, total_bytes: int) -> None:
     out.close()
     seconds = time.perf_counter() - started
     os.remove(path)
-    print(json.dumps({"seconds": seconds, "bytes": total_bytes, "direct": out.direct}))
+    cpu_s = _own_cpu_s() - cpu
+    print(
+        json.dumps({"seconds": seconds, "cpu_s": cpu_s, "bytes": total_bytes, "direct": out.direct})
+    )
+
+
+# img2dataset in the user's own environment (``--img2dataset PYTHON``), never a dependency:
+# its download() with the settings closest to our path (original bytes kept, sha256, 32
+# threads, webdataset output), timed after its import like the other children.
+IMG2DATASET_CHILD = """
+import json, sys, time
+from img2dataset import download
+url_file, out_dir, threads, processes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+started = time.perf_counter()
+download(url_list=url_file, input_format="txt", output_folder=out_dir,
+         output_format="webdataset", processes_count=processes, thread_count=threads,
+         resize_mode="no", compute_hash="sha256", number_sample_per_shard=100000,
+         timeout=60, retries=0, enable_wandb=False, distributor="multiprocessing",
+         disable_all_reencoding=True)
+seconds = time.perf_counter() - started
+import glob
+ok = sum(json.load(open(f))["successes"] for f in glob.glob(out_dir + "/*_stats.json"))
+print(json.dumps({"seconds": seconds, "accepted": ok}))
+"""
+
+
+def run_img2dataset(
+    python: str, url_file: Path, out_dir: Path, threads: int, total_bytes: int, n: int
+) -> dict:
+    cpu_before = _children_cpu_s()
+    started = time.perf_counter()
+    command = [python, "-c", IMG2DATASET_CHILD, str(url_file), str(out_dir), str(threads), "1"]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # no update check over the network
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"img2dataset failed: {tail}")
+    reported = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "seconds": reported["seconds"],
+        "process_seconds": time.perf_counter() - started,
+        "cpu_s": _children_cpu_s() - cpu_before,
+        "accepted": reported["accepted"],
+        "bytes": total_bytes * reported["accepted"] // n,
+    }
 
 
 # -- our path (its own process, timed from its start) ----------------------------------------
@@ -260,7 +305,8 @@ def worker(
                 )
 
         def prepare(self, record):  # worker threads: hashlib releases the GIL
-            record.provenance["sha256"] = hashlib.sha256(record.data).hexdigest()
+            if staging != "probe_only":
+                record.provenance["sha256"] = hashlib.sha256(record.data).hexdigest()
             return None
 
         def accept(self, record):  # the runner's thread: one writer, in order
@@ -273,12 +319,15 @@ def worker(
             shards = self.writer.close() if self.writer is not None else []
             return {"shards": len(shards), "samples": sum(s.samples for s in shards)}
 
+    if staging == "fetcher_only":
+        return fetcher_only(config, process_start)
+
     import pyarrow
 
     # pyarrow imports pandas on its first conversion from Python objects (the rejects table):
     # an import like the others above, start-up rather than work, so it happens before the clock.
     pyarrow.array([0])
-    started = time.perf_counter()
+    cpu, started = _own_cpu_s(), time.perf_counter()
     totals = {"accepted": 0, "bytes": 0, "startup_s": time.time() - process_start}
     for partition in iter_all_partitions(config.sources, config.partition_size):
         out = join(out_dir, partition.id)
@@ -286,10 +335,39 @@ def worker(
         totals["accepted"] += result.stats["accepted"]
         totals["bytes"] += result.stats["bytes_accepted"]
     totals["seconds"] = time.perf_counter() - started
+    totals["cpu_s"] = _own_cpu_s() - cpu
+    print(json.dumps(totals))
+
+
+def fetcher_only(config, process_start: float) -> None:
+    """The fetch layer alone: ``Fetcher.fetch`` on every URL from a pool of threads, with
+    the same politeness, and nothing else (no partition, no probe, no sha256)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from curation.fetch import Fetcher
+    from curation.sources import iter_all_partitions
+
+    candidates = [
+        candidate
+        for partition in iter_all_partitions(config.sources, config.partition_size)
+        for candidate in partition.candidates
+    ]
+    startup_s = time.time() - process_start
+    cpu, started = _own_cpu_s(), time.perf_counter()
+    with Fetcher(config.fetch) as fetcher, ThreadPoolExecutor(config.fetch.threads) as pool:
+        sizes = list(pool.map(lambda candidate: len(fetcher.fetch(candidate).data), candidates))
+    totals = {"accepted": len(sizes), "bytes": sum(sizes), "startup_s": startup_s}
+    totals["seconds"] = time.perf_counter() - started
+    totals["cpu_s"] = _own_cpu_s() - cpu
     print(json.dumps(totals))
 
 
 # -- orchestration ---------------------------------------------------------------------------
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _children_cpu_s() -> float:
@@ -332,6 +410,17 @@ def main() -> None:
         choices=("auto", "nginx", "python"),
         default="auto",
         help="who serves the images: nginx when installed (auto), or a threaded Python server",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time the path's prefixes (fetch layer alone; + partition and probe) for "
+        "a profile of where the time goes",
+    )
+    parser.add_argument(
+        "--img2dataset",
+        metavar="PYTHON",
+        help="also time img2dataset, run by this interpreter (an environment that has it)",
     )
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--floor", help=argparse.SUPPRESS)
@@ -379,16 +468,30 @@ def main() -> None:
             sizes = [(work / "img" / f"{k}.jpg").stat().st_size for k in range(args.distinct)]
             total_bytes = sum(sizes[i % args.distinct] for i in range(args.n))
             runs: dict[str, list[dict]] = {"floor": [], "shards": [], "hash_only": [], "disk": []}
+            runs.update({"probe_only": [], "fetcher_only": []} if args.stages else {})
             for repeat in range(args.repeats):
                 runs["floor"].append(_timed(["--floor", str(url_file)], args.threads))
                 disk = ["--disk-floor", str(work), str(total_bytes)]
                 runs["disk"].append(_timed(disk, args.threads))
-                for staging in ("shards", "hash_only"):
+                stagings = ["shards", "hash_only"]
+                if args.stages:
+                    stagings += ["probe_only", "fetcher_only"]
+                for staging in stagings:
                     out_dir = work / f"out-{staging}-{repeat}"
                     command = ["--worker", str(url_file), str(out_dir), staging]
                     rate = ("--per-host-rate", str(args.per_host_rate))
                     runs[staging].append(_timed(command, args.threads, rate))
-                    shutil.rmtree(out_dir)
+                    shutil.rmtree(out_dir, ignore_errors=True)
+                if args.img2dataset:
+                    out_dir = work / f"out-img2dataset-{repeat}"
+                    try:
+                        timed = run_img2dataset(
+                            args.img2dataset, url_file, out_dir, args.threads, total_bytes, args.n
+                        )
+                    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                        sys.exit(f"bench.fetch: error: --img2dataset {args.img2dataset}: {exc}")
+                    runs.setdefault("img2dataset", []).append(timed)
+                    shutil.rmtree(out_dir, ignore_errors=True)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -433,10 +536,23 @@ def main() -> None:
         "ratio_to_floor_with_startup": round(
             best["floor"]["process_seconds"] / ours["process_seconds"], 3
         ),
-        # CPU seconds per GB: a figure that other load on a shared machine does not distort
+        # CPU seconds per GB of each child's timed work (not its start-up): a figure that other
+        # load on a shared machine distorts less than wall time
         "cpu_s_per_gb": cpu_per_gb,
         "runs_s": {name: [round(r["seconds"], 2) for r in rs] for name, rs in runs.items()},
     }
+    if args.stages:  # each prefix of the path: MB/s and CPU s per GB
+        result["stages"] = {
+            name: {"mb_per_s": round(rate[name], 1), "cpu_s_per_gb": cpu_per_gb[name]}
+            for name in ("floor", "fetcher_only", "probe_only", "hash_only", "shards", "disk")
+            if name in rate and name in cpu_per_gb
+        }
+        result["stages"]["disk"] = {"mb_per_s": round(rate["disk"], 1)}
+    if "img2dataset" in best:  # the same URLs, server and threads, in the same window
+        result["img2dataset_accepted"] = best["img2dataset"]["accepted"]
+        result["img2dataset_mb_per_s"] = round(rate["img2dataset"], 1)
+        result["img2dataset_ratio_to_floor"] = round(rate["img2dataset"] / rate["floor"], 3)
+        result["ratio_to_img2dataset"] = round(rate["shards"] / rate["img2dataset"], 2)
     report.emit(result)
 
 
@@ -458,8 +574,13 @@ def _timed(command: list[str], threads: int, extra: tuple[str, ...] = ()) -> dic
     reported = json.loads(out)
     # Each child times its own work, after the interpreter started and imported its modules.
     seconds = reported.pop("seconds")
-    cpu_s = _children_cpu_s() - cpu_before
-    return {"seconds": seconds, "process_seconds": process_seconds, "cpu_s": cpu_s, **reported}
+    process_cpu_s = _children_cpu_s() - cpu_before
+    return {
+        "seconds": seconds,
+        "process_seconds": process_seconds,
+        "process_cpu_s": process_cpu_s,
+        **reported,
+    }
 
 
 if __name__ == "__main__":

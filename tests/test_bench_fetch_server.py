@@ -39,12 +39,50 @@ def _bench(*args: str) -> dict:
     "server", ["python", pytest.param("nginx", marks=needs_nginx)], ids=["python", "nginx"]
 )
 def test_each_server_serves_every_image(server):
-    result = _bench("--server", server, "--n", "24", "--distinct", "3", "--repeats", "1")
+    result = _bench(
+        "--server", server, "--n", "24", "--distinct", "3", "--repeats", "1", "--stages"
+    )
     assert result["server"] == {"python": "python-threaded", "nginx": "nginx"}[server]
-    assert result["accepted"] == 24
+    assert result["accepted"] == 24 and result["args"]["server"] == server
     assert result["floor_mb_per_s"] > 0 and result["ratio_to_floor"] > 0
-    # every URL is distinct (the benchmark counts distinct fetches, not cache hits)
-    assert result["args"]["server"] == server
+    assert result["disk_floor_mb_per_s"] > 0 and isinstance(result["disk_direct_io"], bool)
+    assert result["ratio_to_path_floor"] >= result["ratio_to_floor"]
+    # the profile: every prefix of the path timed, each with its own CPU per GB
+    stages = result["stages"]
+    assert list(stages) == ["floor", "fetcher_only", "probe_only", "hash_only", "shards", "disk"]
+    for name in ("floor", "fetcher_only", "probe_only", "hash_only", "shards"):
+        assert stages[name]["mb_per_s"] > 0 and stages[name]["cpu_s_per_gb"] > 0
+
+
+def test_a_broken_img2dataset_environment_is_one_clear_error(tmp_path):
+    missing = tmp_path / "no-such-python"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.fetch",
+            "--server",
+            "python",
+            "--n",
+            "4",
+            "--distinct",
+            "2",
+            "--repeats",
+            "1",
+            "--img2dataset",
+            str(missing),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"bench.fetch: error: --img2dataset {missing}:")
+    )
 
 
 def test_asking_for_nginx_where_it_is_missing_is_one_clear_error(monkeypatch, tmp_path):
