@@ -12,6 +12,11 @@ Hugging Face caches; otherwise building it fails at once with :class:`MissingWei
 which names the file and ``mird weights fetch NAME``. Nothing here ever downloads: the first
 use sets ``HF_HUB_OFFLINE=1`` for the process unless it is set already, and building a metric
 forces it on whatever the environment says.
+
+On a CPU, NIQE, BRISQUE and PIQE run by default on the fast path (``curation.iqa_fast``:
+vectorised numpy, the same statistics, within 0.1 of pyiqa's scores, about 7x less CPU time);
+``quality.backend: pyiqa`` forces pyiqa, which stays the reference, the path for every other
+metric and the path on a GPU.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 #: Metrics that score without any download: their parameters ship with the package (or none).
 OFFLINE_METRICS: tuple[str, ...] = ("niqe", "brisque", "piqe")
+#: Metrics with a fast CPU path (``curation.iqa_fast``): the same three.
+FAST_METRICS: tuple[str, ...] = OFFLINE_METRICS
 #: Package data passed to pyiqa as ``pretrained_model_path``.
 PACKAGED_PARAMETERS: dict[str, str] = {
     "niqe": "niqe_pris_params.mat",
@@ -90,6 +97,12 @@ class QualityConfig(BaseModel):
         "a GPU is an error)",
     )
     batch_size: int = Field(8, ge=1, le=256, description="images (or crops) per forward pass")
+    backend: Literal["fast", "pyiqa"] = Field(
+        "fast",
+        description="niqe, brisque and piqe on a CPU: fast (vectorised numpy, "
+        "curation.iqa_fast, equal to pyiqa within 0.1) or pyiqa (the reference, ~7x the CPU "
+        "time); every other metric, and any metric on a GPU, always runs through pyiqa",
+    )
 
     @field_validator("metrics")
     @classmethod
@@ -341,7 +354,24 @@ class QualityScorer:
         self.lower_better = {
             m: bool(metric_info(m).get("lower_better", False)) for m in self.config.metrics
         }
-        self.metrics = {m: build_metric(m, self.device) for m in self.config.metrics}
+        #: Metrics computed by :class:`curation.iqa_fast.FastIQA` (CPU, backend "fast").
+        self.fast_metrics = [
+            m for m in self.config.metrics if m in FAST_METRICS and self._use_fast_path()
+        ]
+        self.fast = None
+        if self.fast_metrics:
+            from curation.iqa_fast import FastIQA
+
+            self.fast = FastIQA(self.fast_metrics)
+        #: pyiqa models of the other metrics.
+        self.metrics = {
+            m: build_metric(m, self.device)
+            for m in self.config.metrics
+            if m not in self.fast_metrics
+        }
+
+    def _use_fast_path(self) -> bool:
+        return self.config.backend == "fast" and self.device == "cpu"
 
     def _proxy_views(self, image: Image.Image) -> list[Image.Image]:
         reduced = proxy_image(image, self.config.max_side)
@@ -355,19 +385,31 @@ class QualityScorer:
         An image a metric cannot measure (flat, or under 96 px a side for NIQE) gets NaN for
         that metric instead of failing the batch; NaN fails any threshold set for the metric.
         """
-        import torch
-
         views = [
             (index, view) for index, image in enumerate(images) for view in self._proxy_views(image)
         ]
+        sums = [dict.fromkeys(self.config.metrics, 0.0) for _ in images]
+        counts = [0] * len(images)
+        for image_index, view in views:
+            counts[image_index] += 1
+            if self.fast is not None:  # one luma per view, shared by the fast metrics
+                for name, value in self.fast.score(view).items():
+                    sums[image_index][name] += value
+        if self.metrics:
+            self._score_pyiqa(views, sums)
+        return [
+            {name: total / counts[i] for name, total in sums[i].items()} for i in range(len(images))
+        ]
+
+    def _score_pyiqa(
+        self, views: Sequence[tuple[int, Image.Image]], sums: list[dict[str, float]]
+    ) -> None:
+        import torch
+
         # Equal shapes batch together (all crops do; reduced decodes of one aspect ratio do).
         by_size: dict[tuple[int, int], list[int]] = {}
         for position, (_, view) in enumerate(views):
             by_size.setdefault(view.size, []).append(position)
-        sums = [dict.fromkeys(self.config.metrics, 0.0) for _ in images]
-        counts = [0] * len(images)
-        for image_index, _ in views:
-            counts[image_index] += 1
         batch = self.config.batch_size
         with torch.inference_mode():
             for positions in by_size.values():
@@ -378,9 +420,6 @@ class QualityScorer:
                     for name, model in self.metrics.items():
                         for p, value in zip(chunk, _run_metric(model, stacked), strict=True):
                             sums[views[p][0]][name] += value
-        return [
-            {name: total / counts[i] for name, total in sums[i].items()} for i in range(len(images))
-        ]
 
     def rejects(self, scores: Mapping[str, Mapping[str, float]]) -> list[dict[str, str]]:
         """Reject rows for ``{candidate_id: scores}`` under this scorer's thresholds."""

@@ -258,6 +258,9 @@ def test_scorer_rejects_the_distorted_calibration_images(scorer, calibration) ->
 
 def test_config_validation() -> None:
     assert QualityConfig().metrics == ["niqe", "brisque", "piqe"]
+    assert QualityConfig().backend == "fast"  # curation.iqa_fast on a CPU (tests/test_iqa_fast)
+    with pytest.raises(ValueError, match="backend"):
+        QualityConfig(backend="numba")
     assert set(QualityConfig(metrics=["piqe"]).thresholds) == {"piqe"}
     with pytest.raises(ValueError, match="not in metrics"):
         QualityConfig(metrics=["niqe"], thresholds={"nima": 5.0})
