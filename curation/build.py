@@ -3,10 +3,17 @@
 The Prefect flow (``flows/build_flow.py``) and ``run_build`` below call the same functions;
 the flow only fans partitions out to a task runner (threads or Dask) and reports.
 
-One partition: fetch -> probe -> reduced decode -> content filters (``curation.partition``),
-then, per accepted record, sha256 + perceptual hash + IQA on the proxy (:class:`StagingSink`),
-and the record's original bytes go to the partition's staging shard. The partition's stats
-file, written last, marks it done; a rerun skips it.
+One partition: fetch -> probe -> sha256 -> reduced decode -> content filters
+(``curation.partition``), then, per accepted record, perceptual hashes + IQA on the proxy
+(:class:`StagingSink`), and the record's original bytes go to the partition's staging shard.
+The partition's stats file, written last, marks it done; a rerun skips it.
+
+Gates by cost: a copy of a sample the parent version holds (same sha256) is rejected as
+``duplicate_of`` it before any decode; a copy of a record this build already hashed and
+scored (in this process) reuses its hashes, scores and verdict instead of scoring again;
+IQA runs only on what passed every cheaper gate. stats.json's ``stage_seconds`` adds up the
+partitions' per-stage CPU and wall seconds (``curation.partition.StageTimes``) and the
+``dedupe`` and ``publish`` phases (process CPU: they run alone, after every partition).
 """
 
 from __future__ import annotations
@@ -17,20 +24,23 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.config import CurationConfig
+from curation.config import CurationConfig, FetchConfig
 from curation.decontaminate import TestSetIndex, test_set_index
 from curation.dedupe import DEFAULT_DISTANCE, PairSearch, dedupe
 from curation.fetch import Fetcher, host_policy_for
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
-from curation.host_policy import shared_policy
-from curation.partition import run_partition
+from curation.host_policy import HostPolicy, shared_policy
+from curation.host_signals import HostSignals
+from curation.partition import StageTimes, run_partition
 from curation.patches import PatchConfig
 from curation.publish import EXTRA_COLUMNS_FILE, build_stats, publish_build
 from curation.quality import QualityConfig, QualityScorer
@@ -247,12 +257,103 @@ def _cached_scorer(quality_json: str) -> QualityScorer:
     return QualityScorer(QualityConfig.model_validate_json(quality_json))
 
 
+class PublishedDigests:
+    """sha256 -> key of the samples a published version holds, compact (sorted 32-byte
+    digests and their keys as numpy arrays: ~50 bytes a sample, 2 M samples ~100 MB).
+
+    Rows without a phash are left out, as :func:`find_duplicates` leaves them out of dedupe's
+    previous index. When several samples share bytes, the smallest key is the one named (the
+    one dedupe's keeper policy would name)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        table = table.filter(pa.compute.is_valid(table.column("phash")))
+        digests = np.array(
+            [bytes.fromhex(h) for h in table.column("sha256").to_pylist()], dtype="S32"
+        )
+        keys = np.array(table.column("key").to_pylist(), dtype=object)
+        order = np.lexsort((keys.astype(str), digests)) if len(keys) else np.arange(0)
+        self._digests = digests[order]
+        self._keys = keys[order]
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def key_of(self, sha256: str) -> str | None:
+        digest = np.array(bytes.fromhex(sha256), dtype="S32")
+        at = int(np.searchsorted(self._digests, digest))
+        if at < len(self._digests) and self._digests[at] == digest:
+            return str(self._keys[at])
+        return None
+
+
+@functools.lru_cache(maxsize=2)
+def published_digests(root: str, name: str, version: str) -> PublishedDigests:
+    """One index per process and parent version (a build's partitions share it)."""
+    manifest = Dataset(root, name).version(version).manifest()
+    return PublishedDigests(manifest.select(["key", "sha256", "phash"]))
+
+
+class _Pending:
+    """A memo entry: set once by the thread that prepares the first copy of some bytes."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.value: tuple[dict[str, Any], dict[str, float] | None, tuple | None] | None = None
+
+
+class PreparedMemo:
+    """sha256 -> (hashes, scores, reject) of the records a build has prepared in this process,
+    so that a byte-identical copy is neither hashed nor scored again (identical bytes decode
+    to identical pixels, hence identical hashes, scores and verdict). A copy that arrives
+    while the first is being scored waits for it. Bounded (oldest entries dropped): a copy
+    seen after that is scored again, and global dedupe still removes it."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Pending] = {}
+
+    def claim(self, sha256: str) -> tuple[bool, _Pending]:
+        """(True, entry) for the first copy (its thread must ``settle`` the entry), else
+        (False, entry) of the copy that came first."""
+        with self._lock:
+            entry = self._entries.get(sha256)
+            if entry is not None:
+                return False, entry
+            entry = self._entries[sha256] = _Pending()
+            while len(self._entries) > self.capacity:
+                del self._entries[next(iter(self._entries))]
+            return True, entry
+
+    @staticmethod
+    def settle(entry: _Pending, value) -> None:  # noqa: ANN001 - the entry's value tuple
+        entry.value = value
+        entry.ready.set()
+
+
+_MEMO_LOCK = threading.Lock()
+_MEMOS: dict[str, PreparedMemo] = {}
+
+
+def prepared_memo(build_id: str) -> PreparedMemo:
+    """The memo of one build in this process (its partitions share it); the last few kept."""
+    with _MEMO_LOCK:
+        memo = _MEMOS.pop(build_id, None) or PreparedMemo()
+        _MEMOS[build_id] = memo
+        while len(_MEMOS) > 2:
+            del _MEMOS[next(iter(_MEMOS))]
+        return memo
+
+
 class StagingSink:
     """Hashes and scores each accepted record, then stages its bytes and manifest row.
 
     ``prepare`` runs in the partition's worker threads (hashing releases the GIL, so it runs
     in parallel); IQA scoring there is bounded by a semaphore so that torch's own threads do
     not oversubscribe the cores. ``accept`` runs on one thread and only writes.
+    ``published`` (the parent version's digests) turns copies of its samples into rejects
+    before they are decoded; ``memo`` (shared by a build's partitions) spares copies within
+    the build a second scoring.
     """
 
     def __init__(
@@ -261,11 +362,16 @@ class StagingSink:
         partition_id: str,
         quality: QualityConfig,
         test_sets: tuple[TestSetIndex, int] | None = None,
+        published: PublishedDigests | None = None,
+        memo: PreparedMemo | None = None,
     ) -> None:
         self.test_sets = test_sets  # (index, distance): copies of test images are rejected
         import torch
 
         self.scorer = _scorer(quality.model_dump_json())
+        self.published = published
+        self.memo = memo if memo is not None else PreparedMemo()
+        self.times = StageTimes()
         self.rows: list[dict[str, Any]] = []
         self.shard = area.staging_shard(partition_id)
         self.partition_uri = area.partition_uri(partition_id)
@@ -280,36 +386,68 @@ class StagingSink:
         self._scoring = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._prepared: dict[str, dict[str, Any]] = {}
+        self._counts = {"published_copies": 0, "prepared_reused": 0}
         # key -> the source's keep_columns values; the manifest has no column for them, so
         # they travel in a side file that publish puts into each sample's .json member
         self.extra_columns: dict[str, dict[str, Any]] = {}
 
+    def published_copy(self, sha256: str) -> str | None:
+        """The parent's key for these bytes (the partition runner rejects the candidate)."""
+        if self.published is None:
+            return None
+        key = self.published.key_of(sha256)
+        if key is not None:
+            with self._lock:
+                self._counts["published_copies"] += 1
+        return key
+
     def prepare(self, record: AcceptedRecord) -> Reject | None:
-        image = record.image
-        if image is None:
+        if record.image is None:
             raise ValueError("hashing and scoring need the reduced decode (filters enabled)")
-        hashes = {
-            "sha256": sha256_hex(record.data),
-            "phash": perceptual_hash64(image),
-            "phash256": phash256(image),
-        }
+        sha = record.sha256
+        if sha is None:
+            with self.times.time("hashes", count=0):
+                sha = sha256_hex(record.data)
+        first, entry = self.memo.claim(sha)
+        value = None
+        if not first:
+            entry.ready.wait()
+            value = entry.value  # None: the first copy failed; do the work here
+            if value is not None:
+                with self._lock:
+                    self._counts["prepared_reused"] += 1
+        if value is None:
+            try:
+                value = self._hash_and_score(record, sha)
+            finally:
+                if first:
+                    self.memo.settle(entry, value)
+        hashes, scores, rejected = value
+        if rejected is not None:
+            stage, reason, detail = rejected
+            return Reject(record.candidate, stage, reason, detail, scores or {})
+        with self._lock:
+            self._prepared[record.id] = {"hashes": hashes, "scores": scores}
+        return None
+
+    def _hash_and_score(self, record: AcceptedRecord, sha: str):  # noqa: ANN202 - memo value
+        """(hashes, scores or None, (stage, reason, detail) or None) of one record."""
+        with self.times.time("hashes"):
+            gray = record.image.convert("L")  # both phashes start from the same grey image
+            hashes = {"sha256": sha, "phash": perceptual_hash64(gray), "phash256": phash256(gray)}
         if self.test_sets is not None:
             index, distance = self.test_sets
             try:
                 index.check(hashes["phash"], distance)
             except Rejection as rejection:
-                return Reject.from_rejection(record.candidate, rejection)
-        with self._scoring:
-            scores = self.scorer.score([image])[0]
+                return hashes, None, (rejection.stage, rejection.reason, rejection.detail)
+        with self._scoring, self.times.time("iqa"):
+            scores = self.scorer.score([record.image])[0]
         failed = self.scorer.rejects({record.id: scores})
         if failed:
             first = failed[0]
-            return Reject(
-                record.candidate, first["stage"], first["reason"], first["detail"], scores
-            )
-        with self._lock:
-            self._prepared[record.id] = {"hashes": hashes, "scores": scores}
-        return None
+            return hashes, scores, (first["stage"], first["reason"], first["detail"])
+        return hashes, scores, None
 
     def accept(self, record: AcceptedRecord) -> Reject | None:
         with self._lock:
@@ -353,10 +491,18 @@ class StagingSink:
         if self.extra_columns:
             text = json.dumps(self.extra_columns, sort_keys=True, default=str)
             atomic_write_bytes(join(self.partition_uri, EXTRA_COLUMNS_FILE), text.encode())
-        return {"staged": len(self.rows)}
+        return {"staged": len(self.rows), **self._counts, "stage_seconds": self.times.to_dict()}
 
     def abort(self) -> None:
         self.writer.abort()
+
+
+def build_host_policy(fetch: FetchConfig, area_uri: str) -> HostPolicy:
+    """The host policy of a build in this process; its Retry-After pauses and open breakers
+    are shared with the build's other processes (Dask workers) through the build area."""
+    policy = host_policy_for(fetch)
+    policy.share(HostSignals(join(area_uri, "_hosts")))
+    return policy
 
 
 def process_partition(
@@ -364,16 +510,23 @@ def process_partition(
     config: BuildConfig,
     area: BuildArea,
     progress: Callable[[int, int], None] | None = None,
+    parent: str | None = None,
 ) -> dict[str, Any]:
-    """Run one partition into the build area (skipped when its marker exists)."""
+    """Run one partition into the build area (skipped when its marker exists). ``parent``:
+    the version an incremental build adds to (copies of its samples are rejected early)."""
     dedupe_config = config.dedupe
     test_sets = None
     if dedupe_config.test_sets:
         test_sets = (test_set_index(dedupe_config.test_sets), dedupe_config.test_set_distance)
-    sink = StagingSink(area, partition.id, config.quality, test_sets)
-    # The build's partitions in this process share their hosts' turns, pauses and breakers.
+    published = None
+    if parent is not None:
+        published = published_digests(area.dataset.root, area.dataset.name, parent)
+    memo = prepared_memo(area.build_id)
+    sink = StagingSink(area, partition.id, config.quality, test_sets, published, memo)
+    # The build's partitions in this process share their hosts' turns, pauses and breakers;
+    # pauses and open breakers also reach its other processes (build_host_policy).
     fetch = config.curation.fetch
-    hosts = shared_policy(area.build_id, functools.partial(host_policy_for, fetch))
+    hosts = shared_policy(area.build_id, functools.partial(build_host_policy, fetch, area.uri))
     try:
         with Fetcher(fetch, hosts=hosts) as fetcher:
             result = run_partition(
@@ -457,7 +610,7 @@ def run_build(
     if plan.nothing_new:
         return plan.dataset.version(plan.parent)
     for done, partition in enumerate(plan.partitions, start=1):
-        process_partition(partition, config, plan.area)
+        process_partition(partition, config, plan.area, parent=plan.parent)
         if progress is not None:
             progress("partitions", done, len(plan.partitions))
     return finish_build(config, plan, progress=progress)
@@ -512,8 +665,12 @@ def finish_build(
     elsewhere, e.g. :class:`curation.dedupe_dask.DaskPairSearch`; stats.json records where
     as ``dedupe_backend`` (the search's ``backend`` attribute, ``in-process`` by default).
     """
+    cpu, wall = time.process_time(), time.perf_counter()
     staged = plan.area.manifest()  # read once: dedupe and publish both need it
     dropped, pairs = find_duplicates(staged, plan.parent, plan.dataset, config, pair_search)
+    # dedupe runs alone in this process (every partition is done): its process CPU is its own
+    dedupe_times = StageTimes()
+    dedupe_times.add("dedupe", time.process_time() - cpu, time.perf_counter() - wall, len(staged))
     if staged.num_rows == len(dropped) and not config.publish.allow_empty:
         raise nothing_kept(plan, staged, dropped)
     backend = "in-process" if pair_search is None else getattr(pair_search, "backend", "custom")
@@ -535,6 +692,7 @@ def finish_build(
             "quality_thresholds": quality_thresholds(config.quality),
             "config": _without_credentials(config.model_dump(mode="json")),
             "test_sets": decontamination_summary(config.dedupe, plan),
+            "stage_seconds": dedupe_times.to_dict(),
         },
         progress=(lambda i, n: progress("publish", i, n)) if progress else None,
     )

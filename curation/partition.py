@@ -1,4 +1,4 @@
-"""Run one partition: fetch -> header probe -> reduced decode -> content filters.
+"""Run one partition: fetch -> header probe -> sha256 -> reduced decode -> content filters.
 
 Threads do the work (the fetch is I/O-bound; Pillow and numpy release the GIL while decoding and
 measuring). Accepted records go to a ``sink`` as they complete (hashing, scoring, staging-shard
@@ -10,6 +10,21 @@ of some rejects, ``curation.reject_samples``) then ``_stats.json``: the stats fi
 is written last and is the done marker. A partition whose marker exists (for the same
 candidates) is skipped; one killed before its marker is redone whole, and since every output
 is written atomically under a fixed name, the redo replaces rather than duplicates.
+
+Gates run cheapest first: the header (microseconds: format, size, aspect), then the sha256 of
+the bytes (a copy of a sample the parent version holds is rejected as ``duplicate_of`` there,
+before any decode: the sink's optional ``published_copy``), then the one reduced decode and
+the content filters; only survivors reach the sink's hashing and scoring.
+
+Timing: ``_stats.json`` holds ``stage_seconds``, stage -> ``{"cpu_s", "wall_s", "count"}``
+(:class:`StageTimes`). Each stage is timed where it runs, with ``time.thread_time`` (CPU of
+the calling thread only, so the pool's threads do not count each other's work) and
+``time.perf_counter`` (wall, summed over threads: a stage's thread-seconds, waits included).
+Stages: ``fetch`` (read or download, retries and politeness waits in its wall time),
+``probe_decode`` (header probe and reduced decode), ``filters`` (content gates), ``hashes``
+and ``iqa`` (the sink's), ``staging_write`` (the sink's serial
+``accept`` and ``finish``). Work in other threads (torch's intra-op pool when it has more than
+one thread, pyarrow's) is not in any stage: the build's benchmark runs torch on one thread.
 """
 
 from __future__ import annotations
@@ -18,17 +33,22 @@ import hashlib
 import json
 import logging
 import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from curation.config import CurationConfig
+from curation.dedupe import REASON_DUPLICATE
+from curation.dedupe import STAGE as DEDUPE_STAGE
 from curation.fetch import Fetcher
 from curation.filters import run_filters
+from curation.hashing import sha256_hex
 from curation.probe import Prober
 from curation.records import AcceptedRecord, Candidate, Partition, Reject, Rejection
 from curation.reject_samples import RejectSampler
@@ -46,6 +66,75 @@ from storage.uri import join, open_fs
 log = logging.getLogger(__name__)
 
 
+#: The build's stages in pipeline order (stats.json ``stage_seconds`` and the dashboard).
+STAGES = (
+    "fetch",
+    "probe_decode",
+    "filters",
+    "hashes",
+    "iqa",
+    "staging_write",
+    "dedupe",
+    "publish",
+)
+
+
+class StageTimes:
+    """CPU and wall seconds per stage, and how many items each stage handled; thread-safe.
+
+    ``time(stage)`` measures the calling thread's CPU (``time.thread_time``) and wall time;
+    ``add`` takes figures measured some other way (e.g. process CPU of a phase that runs
+    alone)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._figures: dict[str, list[float]] = {}  # stage -> [cpu_s, wall_s, count]
+
+    def add(self, stage: str, cpu_s: float, wall_s: float, count: int = 1) -> None:
+        with self._lock:
+            figures = self._figures.setdefault(stage, [0.0, 0.0, 0])
+            figures[0] += cpu_s
+            figures[1] += wall_s
+            figures[2] += count
+
+    @contextmanager
+    def time(self, stage: str, count: int = 1) -> Iterator[None]:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.thread_time() - cpu, time.perf_counter() - wall, count)
+
+    def merge(self, other: Mapping[str, Mapping[str, float]] | None) -> None:
+        """Add figures in :meth:`to_dict` form (e.g. a sink's)."""
+        for stage, figures in (other or {}).items():
+            self.add(stage, figures["cpu_s"], figures["wall_s"], int(figures.get("count", 0)))
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """Stage -> {"cpu_s", "wall_s", "count"}, in pipeline order (others after)."""
+        with self._lock:
+            figures = dict(self._figures)
+        order = [s for s in STAGES if s in figures] + sorted(set(figures) - set(STAGES))
+        return {
+            stage: {
+                "cpu_s": round(figures[stage][0], 4),
+                "wall_s": round(figures[stage][1], 4),
+                "count": int(figures[stage][2]),
+            }
+            for stage in order
+        }
+
+
+def merge_stage_seconds(
+    parts: Iterable[Mapping[str, Mapping[str, float]] | None],
+) -> dict[str, dict[str, float]]:
+    """Sum of several ``stage_seconds`` objects (partitions, dedupe, publish)."""
+    total = StageTimes()
+    for part in parts:
+        total.merge(part)
+    return total.to_dict()
+
+
 class RecordSink(Protocol):
     """Where accepted records go, one at a time, from the runner's thread.
 
@@ -54,6 +143,10 @@ class RecordSink(Protocol):
     A sink may also define ``prepare(record) -> Reject | None``: it runs in the worker threads,
     in parallel, right after the filters (the place for hashing and scoring, which release the
     GIL); it must be thread-safe. ``accept`` then only does what must be serial (writing).
+    A sink may define ``published_copy(sha256) -> str | None``: the key of a published sample
+    with these bytes, checked before any decode (the candidate becomes ``duplicate_of`` it).
+    A ``"stage_seconds"`` entry of ``finish``'s stats (:meth:`StageTimes.to_dict`) is merged
+    into the partition's own instead of staying under "downstream".
     """
 
     def accept(self, record: AcceptedRecord) -> Reject | None: ...
@@ -62,6 +155,7 @@ class RecordSink(Protocol):
 
 
 Prepare = Callable[[AcceptedRecord], "Reject | None"]
+PublishedCopy = Callable[[str], "str | None"]
 
 
 @dataclass
@@ -90,21 +184,36 @@ def process_candidate(
     config: CurationConfig,
     prepare: Prepare | None = None,
     samples: RejectSampler | None = None,
+    times: StageTimes | None = None,
+    published_copy: PublishedCopy | None = None,
 ) -> tuple[AcceptedRecord | Reject, int | None]:
     """One candidate end to end: (outcome, bytes fetched or None). Never raises.
 
-    A reject after the reduced decode is offered to ``samples`` here, in the worker thread,
-    while its image is at hand."""
+    Cheapest gates first: header, then (with ``published_copy``) the exact copy of a published
+    sample, then the reduced decode and content filters, then ``prepare``. A reject after the
+    reduced decode is offered to ``samples`` here, in the worker thread, while its image is at
+    hand. ``times`` receives each stage's thread CPU and wall seconds."""
+    times = times or StageTimes()
     fetched_bytes: int | None = None
     try:
-        fetched = fetcher.fetch(candidate)
+        with times.time("fetch"):
+            fetched = fetcher.fetch(candidate)
         fetched_bytes = len(fetched.data)
-        header = prober.probe_header(fetched.data)
+        with times.time("probe_decode", count=0):  # counted once, with the decode below
+            header = prober.probe_header(fetched.data)
+        sha256 = None
+        if published_copy is not None:
+            with times.time("hashes", count=0):  # counted with the perceptual hashes
+                sha256 = sha256_hex(fetched.data)
+            if (original := published_copy(sha256)) is not None:
+                return Reject(candidate, DEDUPE_STAGE, REASON_DUPLICATE, original), fetched_bytes
         measurements: dict[str, float | int] = {"exif_orientation": header.orientation}
         image = None
         if config.filters.enabled:
-            image = prober.reduced_decode(fetched.data, header)
-            verdict = run_filters(image, config.filters)
+            with times.time("probe_decode"):
+                image = prober.reduced_decode(fetched.data, header)
+            with times.time("filters"):
+                verdict = run_filters(image, config.filters)
             measurements.update(verdict.measurements)
             if not verdict.passed:
                 reject = Reject(
@@ -132,6 +241,7 @@ def process_candidate(
             height=header.height,
             measurements=measurements,
             provenance=provenance,
+            sha256=sha256,
         )
         if prepare is not None and (late_reject := prepare(record)) is not None:
             if samples is not None:
@@ -198,7 +308,9 @@ def run_partition(
     fetcher = fetcher or Fetcher(config.fetch)
     prober = Prober(config.probe)
     prepare: Prepare | None = getattr(sink, "prepare", None)
+    published_copy: PublishedCopy | None = getattr(sink, "published_copy", None)
     samples = RejectSampler(config.reject_samples)
+    times = StageTimes()
     try:
         with ThreadPoolExecutor(config.fetch.threads, thread_name_prefix="curate") as pool:
             # Finished futures arrive through a queue (O(1) each, unlike repeated wait() over
@@ -207,7 +319,15 @@ def run_partition(
             finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
             for candidate in unique:
                 pool.submit(
-                    process_candidate, candidate, fetcher, prober, config, prepare, samples
+                    process_candidate,
+                    candidate,
+                    fetcher,
+                    prober,
+                    config,
+                    prepare,
+                    samples,
+                    times,
+                    published_copy,
                 ).add_done_callback(finished.put)
             try:
                 for done_count in range(1, len(unique) + 1):
@@ -220,19 +340,26 @@ def run_partition(
                     elif sink is None:
                         accepted.append(outcome)
                         bytes_accepted += len(outcome.data)
-                    elif (late_reject := sink.accept(outcome)) is not None:
-                        rejects.append(late_reject)
-                        late_measurements = {**outcome.measurements, **late_reject.measurements}
-                        samples.offer(late_reject, outcome.image, late_measurements)
                     else:
-                        bytes_accepted += len(outcome.data)
+                        with times.time("staging_write"):
+                            late_reject = sink.accept(outcome)
+                        if late_reject is None:
+                            bytes_accepted += len(outcome.data)
+                        else:
+                            rejects.append(late_reject)
+                            measured = {**outcome.measurements, **late_reject.measurements}
+                            samples.offer(late_reject, outcome.image, measured)
                     del outcome
                     if progress is not None:
                         progress(done_count, len(unique))
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)  # don't fetch the rest for nothing
                 raise
-        downstream = sink.finish() if sink is not None else {}
+        downstream: dict[str, Any] = {}
+        if sink is not None:
+            with times.time("staging_write", count=0):
+                downstream = dict(sink.finish())
+            times.merge(downstream.pop("stage_seconds", None))
     finally:
         if own_fetcher:
             fetcher.close()
@@ -256,6 +383,7 @@ def run_partition(
         "bytes_accepted": bytes_accepted,
         "reject_samples": len(sample_rows),
         "seconds": round(time.monotonic() - started, 3),
+        "stage_seconds": times.to_dict(),
         "started_at": started_at.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "schema_version": SCHEMA_VERSION,

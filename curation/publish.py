@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.config import RejectSampleConfig
+from curation.partition import StageTimes, merge_stage_seconds
 from curation.reject_samples import dropped_samples, select_per_reason
 from storage.build_area import BuildArea
 from storage.schemas import IQA_COLUMNS, REJECTS_SCHEMA, table_from_rows
@@ -159,7 +161,11 @@ def publish_build(
     then adds the new samples (dedupe must already have dropped those the parent holds).
     ``staged`` is ``area.manifest()`` when the caller has read it already.
     ``reject_samples`` bounds the rejects' thumbnails (the partitions' and dedupe's).
+
+    stats.json's ``stage_seconds`` sums the partitions' and ``extra_stats``'s (dedupe) with
+    this function's own ``publish`` phase (process CPU: it runs alone, after the partitions).
     """
+    cpu, wall = time.process_time(), time.perf_counter()
     dropped = dropped or {}
     staged = area.manifest() if staged is None else staged
     keep_mask = pc.invert(pc.is_in(staged.column("key"), pa.array(list(dropped), pa.string())))
@@ -209,10 +215,22 @@ def publish_build(
             # The funnel describes this build's candidates (reused samples were counted
             # in the parent's stats); `samples` in stats.json counts the whole version.
             rejects_table = table_from_rows(rejects, REJECTS_SCHEMA)
-            stats = build_stats(kept, rejects_table, area.partition_stats())
+            partition_stats = area.partition_stats()
+            stats = build_stats(kept, rejects_table, partition_stats)
             stats["new_samples"] = len(rows)
             stats["reused_samples"] = reused
             stats.update(extra_stats or {})
+            publish_times = StageTimes()
+            publish_times.add(
+                "publish", time.process_time() - cpu, time.perf_counter() - wall, len(rows)
+            )
+            stats["stage_seconds"] = merge_stage_seconds(
+                [
+                    *(s.get("stage_seconds") for s in partition_stats),
+                    (extra_stats or {}).get("stage_seconds"),
+                    publish_times.to_dict(),
+                ]
+            )
             return writer.publish(stats=stats, license=license)
     finally:
         reader.close()

@@ -97,6 +97,9 @@ class AcceptedRecord:
     height: int
     measurements: dict[str, float | int] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)  # final URL, status, attempts...
+    # hex sha256 of ``data`` when the partition runner computed it already (it does when the
+    # sink checks for copies of published samples); None: the sink computes it
+    sha256: str | None = None
 
     @property
     def id(self) -> str:

@@ -53,11 +53,11 @@ def _report(stage: str, done: int, total: int) -> None:
 
 @task(name="process-partition", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def process_partition_task(
-    partition: Partition, config: BuildConfig, build_id: str
+    partition: Partition, config: BuildConfig, build_id: str, parent: str | None = None
 ) -> dict[str, Any]:
     """One partition end to end; a retry redoes it whole (its marker was not written)."""
     area = BuildArea(Dataset(config.root, config.name), build_id)
-    stats = process_partition(partition, config, area)
+    stats = process_partition(partition, config, area, parent=parent)
     return {k: v for k, v in stats.items() if k != "downstream"}
 
 
@@ -100,14 +100,14 @@ def _pair_search(scheduler: str | None):
 
 @flow(name="process-partitions")
 def process_partitions(
-    partitions: list[Partition], config: BuildConfig, build_id: str
+    partitions: list[Partition], config: BuildConfig, build_id: str, parent: str | None = None
 ) -> list[dict[str, Any]]:
     logger = get_run_logger()
     total = len(partitions)
     progress_id = create_progress_artifact(
         0.0, key="build-partitions", description=f"{total} partitions of {config.name}"
     )
-    futures = [process_partition_task.submit(p, config, build_id) for p in partitions]
+    futures = [process_partition_task.submit(p, config, build_id, parent) for p in partitions]
     results, failures = [], []
     for done, future in enumerate(as_completed(futures), start=1):
         try:
@@ -195,7 +195,7 @@ def build_million_ird(
     with _dask_scheduler(dask_address, dask_workers) as scheduler:
         runner = _task_runner(scheduler)
         process_partitions.with_options(task_runner=runner)(
-            plan.partitions, config, plan.area.build_id
+            plan.partitions, config, plan.area.build_id, plan.parent
         )
         pair_search = _pair_search(scheduler)
         logger.info(
@@ -224,6 +224,7 @@ def build_million_ird(
             f"- {metric}: median {s['median']} (p10 {s['p10']}, p90 {s['p90']})"
             for metric, s in stats["scores"].items()
         ],
+        *_stage_lines(stats),
         f"- location: `{version.uri}`",
     ]
     if dashboard:
@@ -231,6 +232,17 @@ def build_million_ird(
     create_markdown_artifact("\n".join(summary), key="build-summary")
     logger.info("published %s", version.uri)
     return version.uri
+
+
+def _stage_lines(stats: dict[str, Any]) -> list[str]:
+    """The summary's CPU per candidate, stage by stage (stats.json ``stage_seconds``)."""
+    stages = stats.get("stage_seconds") or {}
+    candidates = stats["funnel"]["candidates"]
+    if not stages or not candidates:
+        return []
+    parts = [f"{name} {s['cpu_s'] / candidates:.3g}" for name, s in stages.items()]
+    total = sum(s["cpu_s"] for s in stages.values()) / candidates
+    return [f"- CPU s per candidate: {total:.3g} ({', '.join(parts)})"]
 
 
 def _build_dashboard(version) -> str | None:  # noqa: ANN001

@@ -36,6 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from flows.dashboard_politeness import HostRefusals, host_refusals, section_politeness
 from flows.dashboard_rejects import ReasonGroup, reason_groups, sample_files, section_rejected
 from flows.dashboard_since import SinceData, section_since, since_previous
+from flows.dashboard_stages import StageRow, section_stages, stage_rows
 from storage.atomic import atomic_write_bytes
 from storage.errors import StorageError, VersionNotFoundError
 from storage.schemas import IQA_COLUMNS
@@ -143,6 +144,7 @@ class DashboardData:
     reject_groups: list[ReasonGroup] = field(default_factory=list)  # stored reject thumbnails
     politeness: list[HostRefusals] = field(default_factory=list)  # refusals per host
     since: SinceData | None = None  # the diff from the parent version
+    stages: list[StageRow] = field(default_factory=list)  # CPU and wall seconds per stage
 
 
 # =============================================================================== inputs
@@ -666,6 +668,7 @@ def collect(
             ),
             politeness=host_refusals(collector.con),
             since=since_previous(dataset, published.version, collector.thumbs.image),
+            stages=stage_rows(collector.stats),
         )
     finally:
         collector.close()
@@ -1196,6 +1199,7 @@ def render_html(d: DashboardData) -> str:
         f'<a href="#{a}">{t}</a>'
         for a, t in [
             ("funnel", "Funnel"),
+            *([("stages", "Stages")] if d.stages else []),
             ("sources", "Sources"),
             ("resolution", "Resolution"),
             ("quality", "IQA scores"),
@@ -1208,6 +1212,7 @@ def render_html(d: DashboardData) -> str:
     sections = "".join(
         [
             _section_funnel(d),
+            section_stages(d.stages),
             _section_sources(d),
             _section_resolution(d),
             _section_quality(d),

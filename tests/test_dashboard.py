@@ -408,3 +408,47 @@ def test_minimal_version_without_funnel_or_scores(tmp_path):
     text, page = _parse(build_dashboard(dataset))
     assert "No IQA scores in this version." in text and "No duplicates were dropped." in text
     assert len(page.images) == 5 and "problems" not in page.ids
+
+
+def test_stage_timings_are_summed_and_shown_per_stage(tmp_path):
+    """Partitions' stage_seconds and the dedupe phase add up in stats.json (with publish's
+    own); the page's "Throughput per stage" table shows each stage's items and CPU, and a
+    version published before stages were timed shows no such section."""
+    dataset = Dataset(str(tmp_path), "timed")
+    area = BuildArea(dataset, "t1")
+    for p in range(2):
+        samples = [_sample(f"t-{p}-{i}", i, SIZES[i]) for i in range(3)]
+        timed = {
+            "fetch": {"cpu_s": 0.25, "wall_s": 2.0, "count": 4},
+            "iqa": {"cpu_s": 1.5 + p, "wall_s": 1.75 + p, "count": 3},
+        }
+        area.write_partition(
+            f"web-{p:06d}",
+            [(s, _row(s, "web", i)) for i, s in enumerate(samples)],
+            [],
+            {"candidates": 4, "stage_seconds": timed},
+        )
+    dedupe = {"dedupe": {"cpu_s": 0.5, "wall_s": 0.5, "count": 6}}
+    version = publish_build(dataset, area, extra_stats={"stage_seconds": dedupe})
+    stages = version.stats()["stage_seconds"]
+    assert set(stages) == {"fetch", "iqa", "dedupe", "publish"}
+    assert stages["fetch"] == {"cpu_s": 0.5, "wall_s": 4.0, "count": 8}
+    assert stages["iqa"] == {"cpu_s": 4.0, "wall_s": 4.5, "count": 6}
+    assert stages["dedupe"] == dedupe["dedupe"]
+    assert stages["publish"]["count"] == 6 and stages["publish"]["cpu_s"] > 0
+
+    data = collect(dataset)
+    assert [row.stage for row in data.stages] == ["fetch", "iqa", "dedupe", "publish"]
+    iqa = data.stages[1]
+    assert (iqa.items, iqa.cpu_s, iqa.candidates) == (6, 4.0, 8)
+    assert iqa.cpu_per_candidate == 0.5 and iqa.items_per_cpu_s == 1.5
+    text, page = _parse(build_dashboard(dataset))
+    assert "stages" in page.ids and "Throughput per stage" in text
+    assert '<tr data-stage="iqa">' in text and 'data-v="0.5"' in text
+
+    plain = Dataset(str(tmp_path), "plain")
+    from tests.storage_helpers import make_samples, publish
+
+    publish(plain, make_samples(2))
+    assert collect(plain).stages == []
+    assert 'id="stages"' not in _parse(build_dashboard(plain))[0]
