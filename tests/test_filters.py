@@ -180,3 +180,25 @@ def test_real_photographs_and_graphics(name: str, expected: str) -> None:
     skimage_data = pytest.importorskip("skimage.data")
     image = Image.fromarray(getattr(skimage_data, name)()).convert("RGB")
     assert (run_filters(image).reason or "accepted") == expected
+
+
+def test_png_header_probe_reads_no_pixels_and_keeps_an_early_exif(monkeypatch) -> None:
+    from PIL import PngImagePlugin
+
+    plain = io.BytesIO()
+    images.photo_like(640, 480, seed=2).save(plain, "PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90
+    rotated = io.BytesIO()
+    images.photo_like(640, 480, seed=2).save(rotated, "PNG", exif=exif)
+    loads: list[int] = []
+    real_load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(
+        PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or real_load(self)
+    )
+    prober = Prober(ProbeConfig(min_side=256))
+    header = prober.probe_header(plain.getvalue())
+    assert (header.width, header.height, header.orientation) == (640, 480, 1)
+    assert loads == []  # the header probe did not decode the pixels to look for EXIF
+    turned = prober.probe_header(rotated.getvalue())  # Pillow writes eXIf before the pixels
+    assert (turned.width, turned.height, turned.orientation) == (480, 640, 6)
