@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.dedupe --n 2000000 --d 4
     .venv/bin/python -m bench.dedupe --n 10000000 --d 4 --dask-local 2
+    .venv/bin/python -m bench.dedupe --n 100000000 --d 4 --workers 2 --queries 20
     .venv/bin/python -m bench.dedupe --n 2000000 --d 4 --stage   # the whole dedupe stage
 
 A fraction of the hashes are planted copies of others at Hamming distances 0..d+2 (so some
@@ -11,14 +12,20 @@ check; ``cpu_seconds`` is the CPU time of that search in this process plus, with
 ``--dask-local``, in the workers, which is steadier than wall time on a shared machine.
 ``recall`` compares, for a sample of query hashes (half of them planted), the pairs found with
 a brute-force scan of the query against all n hashes; ``precision`` checks that every reported
-pair is within d. ``peak_rss_mb`` is this process's peak resident set (ru_maxrss), which
-includes the generated data; with ``--dask-local`` the workers' peaks are listed separately.
+pair is within d; ``planted_recall`` checks every planted pair within d (not a sample).
+``peak_rss_mb`` is this process's peak resident set (ru_maxrss), which includes the generated
+data; with ``--dask-local`` the workers' peaks are listed separately. ``--workers W`` searches
+in W forked processes; ``peak_pss_total_mb`` is then the peak (sampled during the search) of
+this process's and its workers' summed proportional set sizes (shared pages counted once), the
+memory the search really holds, and ``driver_cpu_seconds`` the serial part (collapse and
+expansion).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import threading
 import time
 
 import numpy as np
@@ -31,10 +38,51 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class TreeMemory:
+    """Peak proportional set size (PSS) of this process and its children, sampled every
+    ``every_s``: forked workers share the parent's pages copy-on-write, so their own RSS
+    counts those pages again; PSS splits shared pages between the processes that map them,
+    and the sum is what the search really holds."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        import psutil
+
+        self.every_s = every_s
+        self.process = psutil.Process()
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        total = 0
+        for process in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += process.memory_full_info().pss
+            except Exception:  # noqa: BLE001 - a worker that just exited
+                pass
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak_mb = max(self.peak_mb, self._sample())
+
+    def __enter__(self) -> TreeMemory:
+        self.peak_mb = self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def synthetic_hashes(
-    n: int, d: int, planted_fraction: float, seed: int
+    n: int, d: int, planted_fraction: float, seed: int, planted_pairs: list | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random hashes with ``planted_fraction`` of them planted copies; also some planted indices."""
+    """Random hashes with ``planted_fraction`` of them planted copies; also some planted indices.
+
+    ``planted_pairs``, if given, receives every planted (source, target) pair within ``d``.
+    """
     rng = np.random.default_rng(seed)
     hashes = rng.integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
     k = int(n * planted_fraction) // 2
@@ -47,7 +95,22 @@ def synthetic_hashes(
         flips = rng.random((stop - start, 64)).argsort(axis=1) < distance[start:stop, None]
         masks[start:stop] = np.packbits(flips, axis=1).view(">u8").ravel()
     hashes[targets] = hashes[sources] ^ masks
+    if planted_pairs is not None:
+        within = distance <= d
+        planted_pairs.append(np.stack([sources[within], targets[within]], axis=1))
     return hashes, np.concatenate([sources[: 1 << 16], targets[: 1 << 16]])
+
+
+def planted_recall(n: int, pairs: np.ndarray, planted: np.ndarray) -> float:
+    """Share of the planted pairs within d (all of them, not a sample) that ``pairs`` holds."""
+    if not len(planted):
+        return 1.0
+    found = np.sort(pairs[:, 0] * np.int64(n) + pairs[:, 1])
+    low, high = planted.min(axis=1), planted.max(axis=1)
+    wanted = low.astype(np.int64) * np.int64(n) + high
+    at = np.minimum(np.searchsorted(found, wanted), max(len(found) - 1, 0))
+    hit = found[at] == wanted if len(found) else np.zeros(len(wanted), bool)
+    return float(np.mean(hit))
 
 
 def recall_on_sample(
@@ -115,6 +178,7 @@ def main() -> None:
     parser.add_argument("--planted-fraction", type=float, default=0.1)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="forked search processes")
     parser.add_argument("--dask-local", type=int, default=0, help="LocalCluster worker count")
     parser.add_argument("--parts-per-table", type=int, default=1)
     parser.add_argument(
@@ -130,7 +194,10 @@ def main() -> None:
     packages = ("dask", "distributed") if args.dask_local else ()
     report = Report("dedupe", args, packages=packages)
 
-    hashes, planted = synthetic_hashes(args.n, args.d, args.planted_fraction, args.seed)
+    planted_pairs: list[np.ndarray] = []
+    hashes, planted = synthetic_hashes(
+        args.n, args.d, args.planted_fraction, args.seed, planted_pairs
+    )
     rng = np.random.default_rng(args.seed + 1)
     half = args.queries // 2
     queries = np.unique(
@@ -177,15 +244,25 @@ def main() -> None:
         return
     else:
         start, cpu_start = time.perf_counter(), time.process_time()
-        pairs = near_duplicate_pairs(hashes, args.d, m=args.m)
+        with TreeMemory() as memory:
+            pairs = near_duplicate_pairs(hashes, args.d, m=args.m, workers=args.workers)
         seconds = time.perf_counter() - start
-        result["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
+        result["peak_pss_total_mb"] = round(memory.peak_mb)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        driver_cpu = time.process_time() - cpu_start
+        result["cpu_seconds"] = round(driver_cpu + children.ru_utime + children.ru_stime, 2)
+        result["driver_cpu_seconds"] = round(driver_cpu, 2)  # collapse, expansion: serial
+        result["workers"] = args.workers
+        if args.workers > 1:  # the largest worker's peak, shared pages included
+            result["worker_peak_rss_mb"] = round(children.ru_maxrss / 1024)
 
     result["seconds"] = round(seconds, 2)
     result["peak_rss_mb"] = round(_peak_rss_mb())
     result["pairs"] = len(pairs)
     distances = np.bitwise_count(hashes[pairs[:, 0]] ^ hashes[pairs[:, 1]])
     result["precision"] = float(np.mean(distances <= args.d)) if len(pairs) else 1.0
+    result["planted_recall"] = planted_recall(args.n, pairs, planted_pairs[0])
+    result["planted_pairs"] = len(planted_pairs[0])
     recall, truth = recall_on_sample(hashes, pairs, args.d, queries)
     result["recall"] = recall
     result["recall_queries"] = len(queries)

@@ -1,21 +1,8 @@
 """Exact and near-duplicate removal over 64-bit perceptual hashes.
 
-Search (:func:`near_duplicate_pairs`): every pair of hashes within Hamming distance ``d`` is
-found exactly by multi-index hashing. The 64 bits are cut into ``m >= d + 1`` contiguous
-blocks. Two hashes within distance ``d`` differ in at most ``d`` blocks, so (pigeonhole) they
-agree exactly on at least ``m - d`` of them. One table per choice of ``m - d`` blocks groups the
-hashes by those blocks' bits (a numpy sort); hashes in one group are candidates, verified by
-popcount. ``m = d + 1`` is the classic one-block form; a larger ``m`` makes the table keys
-longer (fewer random candidates) at the price of more tables, and ``m`` is picked by a cost
-model from the number of hashes (d=4 at 2 M hashes: m=6, 15 tables of 21-bit keys).
-A pair that agrees on the blocks of several tables is reported only by the first of them in
-enumeration order (the lowest ``m - d`` agreeing blocks), so no global de-duplication of pairs
-is needed, and tables (or key ranges inside a table) can be searched independently, e.g. on
-Dask workers (:mod:`curation.dedupe_dask`).
-
-Identical hash values are collapsed first: a group of k identical hashes costs one search
-entry, not k^2 / 2 candidates. Groups of equal table keys are expanded into candidate pairs in
-bounded chunks, so a big bucket costs time proportional to its pairs but bounded memory.
+The pair search lives in :mod:`curation.near_pairs` (exact multi-index hashing, re-exported
+here: :func:`near_duplicate_pairs`, :func:`plan_blocks`, :func:`brute_force_pairs`, ...); this
+module turns its pairs into kept and rejected samples.
 
 Dedupe (:func:`dedupe`): byte-identical samples (sha256) collapse first, then the remaining
 representatives are searched, pairs become clusters (connected components, i.e. union-find),
@@ -34,11 +21,9 @@ may be a transitive rather than a direct near-duplicate).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -47,10 +32,25 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-HASH_BITS = 64
-DEFAULT_DISTANCE = 4
-MAX_DISTANCE = 16
-DEFAULT_CHUNK_PAIRS = 1 << 21
+from curation.near_pairs import (  # noqa: F401 - re-exported: callers import them from here
+    DEFAULT_CHUNK_PAIRS,
+    DEFAULT_DISTANCE,
+    HASH_BITS,
+    MAX_DISTANCE,
+    BlockPlan,
+    DedupeError,
+    IdenticalGroups,
+    as_hashes,
+    brute_force_pairs,
+    collapse_identical,
+    distinct_pairs,
+    expand_pairs,
+    first_block_pairs,
+    near_duplicate_pairs,
+    plan_blocks,
+    table_pairs,
+)
+
 # 256-bit phash distance that confirms a 64-bit match: resized, q60 and 2 %-cropped copies of
 # scikit-image's photos measured 0..22, distinct photos 108 and more
 DEFAULT_VERIFY_DISTANCE = 40
@@ -58,334 +58,10 @@ STAGE = "dedupe"
 REASON_DUPLICATE = "duplicate_of"
 REASON_NEAR_DUPLICATE = "near_duplicate_of"
 
-# Rough per-item costs (seconds) of the search, measured with numpy 2 on one core; only their
-# ratio matters, it picks the number of blocks.
-_SORT_COST = 2.5e-8
-_PAIR_COST = 4e-8
-
-
 #: A pair search: (uint64 hashes, distance d) -> every index pair (i, j), i < j, within d,
 #: shape (P, 2), in any order; :func:`near_duplicate_pairs` (this process) or
 #: :class:`curation.dedupe_dask.DaskPairSearch` (a Dask cluster).
 PairSearch = Callable[[np.ndarray, int], np.ndarray]
-
-
-class DedupeError(ValueError):
-    """Invalid input to the dedupe stage."""
-
-
-@dataclass(frozen=True)
-class BlockPlan:
-    """How the 64 bits are cut into blocks and which blocks each table keys on."""
-
-    d: int
-    m: int
-    widths: tuple[int, ...]  # block widths, block 0 holds the most significant bits
-    tables: tuple[tuple[int, ...], ...]  # the blocks of each table, lexicographic order
-
-    @property
-    def shifts(self) -> tuple[int, ...]:
-        out, top = [], HASH_BITS
-        for width in self.widths:
-            top -= width
-            out.append(top)
-        return tuple(out)
-
-    def key_bits(self, table: int) -> int:
-        return sum(self.widths[b] for b in self.tables[table])
-
-    def segments(self, table: int) -> list[tuple[int, int]]:
-        """(shift, width) of the table's bits, adjacent blocks merged, most significant first."""
-        out: list[tuple[int, int]] = []
-        for block in self.tables[table]:
-            shift, width = self.shifts[block], self.widths[block]
-            if out and out[-1][0] == shift + width:
-                out[-1] = (shift, out[-1][1] + width)
-            else:
-                out.append((shift, width))
-        return out
-
-    def table_key(self, hashes: np.ndarray, table: int) -> np.ndarray:
-        """The table's blocks of every hash, packed into one uint64 (first block highest)."""
-        key = np.zeros(hashes.shape, dtype=np.uint64)
-        part = np.empty_like(key)
-        for shift, width in self.segments(table):
-            np.left_shift(key, np.uint64(width), out=key)
-            np.right_shift(hashes, np.uint64(shift), out=part)
-            np.bitwise_and(part, np.uint64((1 << width) - 1), out=part)
-            np.bitwise_or(key, part, out=key)
-        return key
-
-    def agreeing_blocks(self, xor: np.ndarray) -> np.ndarray:
-        """Bit b set where two hashes (given by their XOR) agree on block b."""
-        agree = np.zeros(xor.shape, dtype=np.uint64)
-        for block, (width, shift) in enumerate(zip(self.widths, self.shifts, strict=True)):
-            same = ((xor >> np.uint64(shift)) & np.uint64((1 << width) - 1)) == 0
-            agree |= same.astype(np.uint64) << np.uint64(block)
-        return agree
-
-    def table_mask(self, table: int) -> np.uint64:
-        return np.uint64(sum(1 << b for b in self.tables[table]))
-
-    def first_agreeing_tables(self, xor: np.ndarray) -> np.ndarray:
-        """Block mask of the first table (lexicographic) whose blocks a pair agrees on.
-
-        That is the lowest ``m - d`` agreeing blocks; a pair within ``d`` is owned by it.
-        """
-        agree = self.agreeing_blocks(xor)
-        first = np.zeros_like(agree)
-        for _ in range(self.m - self.d):
-            lowest = agree & (~agree + np.uint64(1))
-            first |= lowest
-            agree ^= lowest
-        return first
-
-
-def _block_widths(m: int) -> tuple[int, ...]:
-    base, extra = divmod(HASH_BITS, m)
-    return tuple(base + 1 if b < extra else base for b in range(m))
-
-
-def _estimated_cost(n: int, d: int, m: int) -> float:
-    tables = math.comb(m, d)
-    key_bits = HASH_BITS * (m - d) / m
-    candidates = n * (n - 1) / 2 / 2.0**key_bits
-    return tables * (n * _SORT_COST + candidates * _PAIR_COST)
-
-
-def plan_blocks(n: int, d: int = DEFAULT_DISTANCE, m: int | None = None) -> BlockPlan:
-    """Pick the number of blocks ``m`` (or use the given one) for ``n`` distinct hashes."""
-    if not 0 <= d <= MAX_DISTANCE:
-        raise DedupeError(f"Hamming distance d={d} out of range 0..{MAX_DISTANCE}")
-    if m is None:
-        candidates = range(d + 1, min(HASH_BITS, d + 8) + 1)
-        m = min(candidates, key=lambda k: (_estimated_cost(max(n, 2), d, k), k))
-    if not d + 1 <= m <= HASH_BITS:
-        raise DedupeError(f"number of blocks m={m} must be in {d + 1}..{HASH_BITS} for d={d}")
-    tables = tuple(combinations(range(m), m - d))
-    return BlockPlan(d=d, m=m, widths=_block_widths(m), tables=tables)
-
-
-def as_hashes(values: Any) -> np.ndarray:
-    """uint64 view of hashes given as uint64/int64 numpy arrays, Arrow arrays or Python ints.
-
-    int64 input is reinterpreted bit for bit (see :func:`curation.hashing.to_int64`).
-    """
-    if isinstance(values, pa.ChunkedArray | pa.Array):
-        if values.null_count:
-            raise DedupeError("hash column holds nulls")
-        values = values.to_numpy(zero_copy_only=False)
-    if not isinstance(values, np.ndarray):
-        try:
-            return np.array([int(v) for v in values], dtype=np.uint64)
-        except (OverflowError, TypeError, ValueError) as exc:
-            raise DedupeError(f"hashes must be integers in 0..2**64-1: {exc}") from None
-    if values.dtype == np.int64:
-        return values.view(np.uint64)
-    if values.dtype == np.uint64:
-        return values
-    raise DedupeError(f"hashes must be 64-bit integers, got dtype {values.dtype}")
-
-
-@dataclass(frozen=True)
-class IdenticalGroups:
-    """Input hashes grouped by value: group g is ``order[starts[g] : starts[g] + sizes[g]]``."""
-
-    distinct: np.ndarray  # the distinct values, sorted; distinct[g] is group g's value
-    order: np.ndarray  # input positions sorted by hash value
-    starts: np.ndarray
-    sizes: np.ndarray
-
-
-def collapse_identical(hashes: np.ndarray) -> IdenticalGroups:
-    """Group identical hash values, so that the search sees each value once."""
-    order = np.argsort(hashes)
-    ordered = hashes[order]
-    first = np.ones(len(ordered), dtype=bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(first)
-    sizes = np.diff(np.append(starts, len(ordered)))
-    return IdenticalGroups(ordered[starts], order, starts, sizes)
-
-
-def _run_pairs(run_lengths_at: np.ndarray, positions: np.ndarray, chunk_pairs: int) -> Iterator:
-    """Yield (left, right) sorted-position arrays of all pairs inside equal-key runs, in chunks.
-
-    ``positions`` are the sorted positions that start at least one pair and
-    ``run_lengths_at[k]`` how many later members of its run ``positions[k]`` pairs with.
-    """
-    if len(positions) == 0:
-        return
-    ends = np.cumsum(run_lengths_at)
-    start = 0
-    while start < len(positions):
-        base = ends[start - 1] if start else 0
-        stop = int(np.searchsorted(ends, base + chunk_pairs, side="right"))
-        stop = max(stop, start + 1)  # one position alone may exceed the budget
-        counts = run_lengths_at[start:stop]
-        left = np.repeat(positions[start:stop], counts)
-        first_of_each = np.repeat(ends[start:stop] - counts, counts)
-        right = left + 1 + (np.arange(len(left), dtype=np.int64) + base - first_of_each)
-        yield left, right
-        start = stop
-
-
-def table_pairs(
-    hashes: np.ndarray,
-    plan: BlockPlan,
-    table: int,
-    *,
-    key_range: tuple[int, int] | None = None,
-    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-) -> np.ndarray:
-    """Pairs ``(i, j)``, i < j, within ``plan.d`` that table ``table`` owns.
-
-    ``hashes`` need not be distinct, but identical values are cheaper collapsed first (see
-    :func:`collapse_identical`). ``key_range=(p, parts)`` restricts the search to keys whose
-    top bits put them in part ``p`` of ``parts`` (a partition by hash block value, for running
-    one table as several tasks).
-    """
-    key = plan.table_key(hashes, table)
-    members = None
-    if key_range is not None:
-        part, parts = key_range
-        bits = max(parts - 1, 0).bit_length()
-        if bits:
-            top = key >> np.uint64(max(plan.key_bits(table) - bits, 0))
-            members = np.flatnonzero(top == np.uint64(part))
-            del top
-            key = key[members]
-    n = len(key)
-    if n < 2:
-        return np.empty((0, 2), dtype=np.int64)
-    index_bits = max(n - 1, 1).bit_length()
-    if plan.key_bits(table) + index_bits <= HASH_BITS:
-        # sort (key, index) packed in one uint64: a plain sort is faster than an argsort
-        np.left_shift(key, np.uint64(index_bits), out=key)
-        np.bitwise_or(key, np.arange(n, dtype=np.uint64), out=key)
-        key.sort()
-        packed = key
-        index_mask = np.uint64((1 << index_bits) - 1)
-        sorted_key = packed >> np.uint64(index_bits)
-    else:
-        packed = np.argsort(key).astype(np.uint64)
-        index_mask = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
-        sorted_key = key[packed]
-    del key
-    # same[p]: sorted positions p and p + 1 share the key (one False pad at the end)
-    same = np.zeros(n, dtype=bool)
-    np.equal(sorted_key[1:], sorted_key[:-1], out=same[:-1])
-    del sorted_key
-
-    source = hashes if members is None else hashes[members]
-    mask = plan.table_mask(table)
-    found = []
-    # pairs (p, p + k) for k = 1, 2, ...: p keeps its place while p + k is still in its run,
-    # so the loop runs as long as the longest run and each step holds at most n positions
-    left = np.flatnonzero(same)
-    offset = 1
-    while len(left):
-        for start in range(0, len(left), chunk_pairs):
-            p = left[start : start + chunk_pairs]
-            i = (packed[p] & index_mask).astype(np.int64)
-            j = (packed[p + offset] & index_mask).astype(np.int64)
-            xor = source[i] ^ source[j]
-            close = np.flatnonzero(np.bitwise_count(xor) <= plan.d)
-            if len(close):
-                i, j, xor = i[close], j[close], xor[close]
-                owned = plan.first_agreeing_tables(xor) == mask
-                found.append(np.stack([i[owned], j[owned]], axis=1))
-        left = left[same[left + offset]]
-        offset += 1
-    if not found:
-        return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found)
-    if members is not None:
-        pairs = members[pairs]
-    return np.sort(pairs, axis=1)
-
-
-def distinct_pairs(
-    distinct: np.ndarray,
-    d: int = DEFAULT_DISTANCE,
-    *,
-    m: int | None = None,
-    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-) -> np.ndarray:
-    """All pairs of distinct hash values within distance ``d`` (``1 <= dist <= d``)."""
-    plan = plan_blocks(len(distinct), d, m)
-    if d == 0 or len(distinct) < 2:
-        return np.empty((0, 2), dtype=np.int64)
-    parts = [
-        table_pairs(distinct, plan, t, chunk_pairs=chunk_pairs) for t in range(len(plan.tables))
-    ]
-    return np.concatenate(parts)
-
-
-def expand_pairs(
-    value_pairs: np.ndarray, groups: IdenticalGroups, chunk_pairs: int = DEFAULT_CHUNK_PAIRS
-) -> np.ndarray:
-    """Input-position pairs from pairs of distinct values plus those inside identical groups."""
-    order, starts, sizes = groups.order, groups.starts, groups.sizes
-    out = []
-    # pairs inside one group of identical hashes (distance 0): runs in the sorted order
-    shared = np.flatnonzero(sizes > 1)
-    if len(shared):
-        positions = np.repeat(starts[shared], sizes[shared] - 1)
-        rank = np.arange(len(positions)) - np.repeat(
-            np.cumsum(sizes[shared] - 1) - (sizes[shared] - 1), sizes[shared] - 1
-        )
-        positions = positions + rank
-        partners = np.repeat(sizes[shared] - 1, sizes[shared] - 1) - rank
-        for left, right in _run_pairs(partners, positions, chunk_pairs):
-            out.append(np.stack([order[left], order[right]], axis=1))
-    # pairs across two groups: every member of one with every member of the other
-    if len(value_pairs):
-        a, b = value_pairs[:, 0], value_pairs[:, 1]
-        if len(shared) == 0:  # all values distinct: one position per value
-            out.append(np.stack([order[a], order[b]], axis=1))
-        else:
-            counts = sizes[a] * sizes[b]
-            pair_of = np.repeat(np.arange(len(a)), counts)
-            offset = np.arange(len(pair_of)) - np.repeat(np.cumsum(counts) - counts, counts)
-            ia = order[starts[a[pair_of]] + offset // sizes[b[pair_of]]]
-            ib = order[starts[b[pair_of]] + offset % sizes[b[pair_of]]]
-            out.append(np.stack([ia, ib], axis=1))
-    if not out:
-        return np.empty((0, 2), dtype=np.int64)
-    return np.sort(np.concatenate(out), axis=1)
-
-
-def near_duplicate_pairs(
-    hashes: Any,
-    d: int = DEFAULT_DISTANCE,
-    *,
-    m: int | None = None,
-    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-) -> np.ndarray:
-    """Every index pair ``(i, j)``, ``i < j``, with ``popcount(h[i] ^ h[j]) <= d``; shape (P, 2).
-
-    Exact, not approximate. Pairs come in no particular order; identical hashes are included.
-    """
-    groups = collapse_identical(as_hashes(hashes))
-    value_pairs = distinct_pairs(groups.distinct, d, m=m, chunk_pairs=chunk_pairs)
-    return expand_pairs(value_pairs, groups, chunk_pairs)
-
-
-def brute_force_pairs(hashes: Any, d: int, rows: int = 1024) -> np.ndarray:
-    """Reference O(n^2) search in row chunks, for tests and recall checks."""
-    values = as_hashes(hashes)
-    out = []
-    for start in range(0, len(values), rows):
-        block = values[start : start + rows]
-        dist = np.bitwise_count(block[:, None] ^ values[None, start:])
-        i, j = np.nonzero(dist <= d)
-        i, j = i + start, j + start
-        later = j > i
-        out.append(np.stack([i[later], j[later]], axis=1))
-    if not out:
-        return np.empty((0, 2), dtype=np.int64)
-    return np.concatenate(out).astype(np.int64)
 
 
 def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -397,9 +73,6 @@ def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
     )
     _, labels = connected_components(graph.tocsr(), directed=False)
     return labels.astype(np.int64)
-
-
-# ---------------------------------------------------------------- dedupe with a keeper policy
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Near-duplicate search partitioned over a Dask cluster, for 10 M+ hashes.
 
-The work is split by hash block: one task per (table, key range), where a table is one choice
-of ``m - d`` blocks (see :mod:`curation.dedupe`) and a key range is a slice of that table's
-block values (their top bits). Each pair is owned by exactly one table and lands in exactly
-one key range of it (equal keys share their top bits), so the tasks' outputs are disjoint and
-their union is exactly the single-process result; no shuffle or global de-duplication is
-needed. The distinct hashes are broadcast to the workers once (8 bytes a hash).
+The work is split as :func:`curation.near_pairs.first_block_pairs` splits it: one task per
+(first block, key range), where the task searches every table whose first block is that block
+(a table is one choice of ``m - d`` blocks, see :mod:`curation.near_pairs`) for the block
+values in its key range (a slice of the block's top bits). Each pair is owned by exactly one
+table and lands in exactly one key range of it (equal keys share their top bits), so the
+tasks' outputs are disjoint and their union is exactly the single-process result; no shuffle
+or global de-duplication is needed. The distinct hashes are broadcast to the workers once
+(8 bytes a hash).
 
 :class:`DaskPairSearch` plugs this search into :func:`curation.dedupe.dedupe` (its
 ``pair_search``), so a build on a Dask cluster runs its global dedupe there too. ``distributed``
@@ -19,15 +21,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from curation.dedupe import (
+from curation.near_pairs import (
     DEFAULT_CHUNK_PAIRS,
     DEFAULT_DISTANCE,
     BlockPlan,
     as_hashes,
     collapse_identical,
     expand_pairs,
+    first_block_pairs,
     plan_blocks,
-    table_pairs,
+    search_units,
 )
 
 if TYPE_CHECKING:
@@ -35,9 +38,11 @@ if TYPE_CHECKING:
 
 
 def _task(
-    distinct: np.ndarray, plan: BlockPlan, table: int, part: int, parts: int, chunk_pairs: int
+    distinct: np.ndarray, plan: BlockPlan, first: int, part: int, parts: int, chunk_pairs: int
 ) -> np.ndarray:
-    return table_pairs(distinct, plan, table, key_range=(part, parts), chunk_pairs=chunk_pairs)
+    return first_block_pairs(
+        distinct, plan, first, key_range=(part, parts), chunk_pairs=chunk_pairs
+    )
 
 
 def near_duplicate_pairs_dask(
@@ -51,8 +56,9 @@ def near_duplicate_pairs_dask(
 ) -> np.ndarray:
     """Same pairs as :func:`curation.dedupe.near_duplicate_pairs`, computed on ``client``.
 
-    ``parts_per_table`` (a power of two) splits every table into that many key ranges, which
-    bounds a task's memory to about ``1 / parts_per_table`` of the sort buffers.
+    ``parts_per_table`` (a power of two) splits the tables of every first block into that
+    many key ranges, which bounds a task's memory to about ``1 / parts_per_table`` of the sort
+    buffer.
     """
     from distributed import as_completed
 
@@ -67,9 +73,8 @@ def near_duplicate_pairs_dask(
     # then drops the data under the new call's tasks ("lost dependencies").
     [shared] = client.scatter([groups.distinct], broadcast=True, hash=False)
     futures = [
-        client.submit(_task, shared, plan, table, part, parts_per_table, chunk_pairs, pure=False)
-        for table in range(len(plan.tables))
-        for part in range(parts_per_table)
+        client.submit(_task, shared, plan, first, part, parts, chunk_pairs, pure=False)
+        for first, part, parts in search_units(plan, parts_per_table)
     ]
     found = []
     for future in as_completed(futures, loop=client.loop):  # not the default client

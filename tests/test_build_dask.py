@@ -201,3 +201,30 @@ def test_dask_build_runs_its_dedupe_on_the_cluster(tmp_path: Path, url_list: Pat
     )
     assert _rejects(on_dask) == _rejects(local)
     assert {r[2] for r in _rejects(local)} >= {REASON_DUPLICATE, REASON_NEAR_DUPLICATE}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_scale_run_bench_builds_generated_images_on_dask() -> None:
+    """bench.scale_run at its tiniest: a Dask build of generated images over HTTP, with the
+    global dedupe on the cluster and a memory trace per worker."""
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.scale_run", "--n", "120", "--partition-size", "40"]
+        + ["--sample-s", "1", "--fetch-threads", "4"],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    [line] = run.stdout.strip().splitlines()
+    result = json.loads(line)
+    assert result["benchmark"] == "scale_run"
+    assert result["candidates"] == 120 and result["partitions"] == 3
+    assert result["candidates_per_s"] > 0 and result["dedupe_backend"] == "dask"
+    assert result["kept"] + result["rejected"] == 120
+    trace = result["rss_trace"]
+    assert trace["columns"][:2] == ["seconds", "candidates_done"]
+    assert trace["rows"] and all(len(row) == 4 for row in trace["rows"])
+    assert len(result["rss_slope_mb_per_100k"]) == 2

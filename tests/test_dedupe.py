@@ -98,6 +98,43 @@ def test_big_buckets_are_searched_in_chunks() -> None:
     assert as_set(near_duplicate_pairs(hashes, 4, chunk_pairs=5000)) == expected
 
 
+@pytest.mark.parametrize("d", [1, 4, 8])
+def test_first_block_search_in_chunks_and_processes_is_exact(d) -> None:
+    """The large-input path (sort by first block, cache-sized chunks of whole buckets, forked
+    workers over key ranges) gives the brute-force pairs; the chunk size is forced small."""
+    from curation.near_pairs import collapse_identical, distinct_pairs, expand_pairs
+
+    hashes = planted_hashes(12_000, seed=20 + d)
+    hashes[:40] = hashes[50]  # an identical group
+    hashes[100:140] = hashes[150] ^ np.uint64(1)  # a crowded bucket of near copies
+    expected = as_set(brute_force_pairs(hashes, d))
+    groups = collapse_identical(hashes)
+    assert groups.order.dtype == np.uint32  # positions fit in 32 bits: half the memory
+    for chunk_items, workers in [(256, 1), (1000, 2), (3000, 3)]:
+        found = distinct_pairs(groups.distinct, d, chunk_items=chunk_items, workers=workers)
+        assert as_set(expand_pairs(found, groups)) == expected
+    assert as_set(near_duplicate_pairs(hashes, d, workers=2)) == expected
+
+
+def test_search_units_cover_every_table_once() -> None:
+    from curation.near_pairs import search_units
+
+    plan = plan_blocks(100_000_000, 4)
+    assert (plan.m, len(plan.tables)) == (7, 35)  # 27-28-bit keys at the paper's pool size
+    units = search_units(plan, 3)  # rounded up to 4 key ranges per first block
+    firsts = sorted({blocks[0] for blocks in plan.tables})
+    assert sorted(units) == [(f, p, 4) for f in firsts for p in range(4)]
+    assert units[0][0] == 0  # the first block with the most tables goes first
+
+
+def test_the_search_module_is_reexported() -> None:
+    import curation.dedupe
+    import curation.near_pairs
+
+    for name in ("near_duplicate_pairs", "plan_blocks", "brute_force_pairs", "DedupeError"):
+        assert getattr(curation.dedupe, name) is getattr(curation.near_pairs, name)
+
+
 def test_plan_choices() -> None:
     plan = plan_blocks(2_000_000, 4)
     assert sum(plan.widths) == 64 and plan.m >= 5
