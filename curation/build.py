@@ -301,6 +301,20 @@ class _Pending:
         self.value: tuple[dict[str, Any], dict[str, float] | None, tuple | None] | None = None
 
 
+_ALWAYS_READY = threading.Event()
+_ALWAYS_READY.set()
+
+
+class _Settled:
+    """A memo entry whose first copy is done (same interface as :class:`_Pending`)."""
+
+    __slots__ = ("value",)
+    ready = _ALWAYS_READY
+
+    def __init__(self, value) -> None:  # noqa: ANN001 - the entry's value tuple
+        self.value = value
+
+
 class PreparedMemo:
     """sha256 -> (hashes, scores, reject) of the records a build has prepared in this process,
     so that a byte-identical copy is neither hashed nor scored again (identical bytes decode
@@ -308,7 +322,7 @@ class PreparedMemo:
     while the first is being scored waits for it. Bounded (oldest entries dropped): a copy
     seen after that is scored again, and global dedupe still removes it."""
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._entries: dict[str, _Pending] = {}
@@ -325,10 +339,15 @@ class PreparedMemo:
                 del self._entries[next(iter(self._entries))]
             return True, entry
 
-    @staticmethod
-    def settle(entry: _Pending, value) -> None:  # noqa: ANN001 - the entry's value tuple
+    def settle(self, sha256: str, entry: _Pending, value) -> None:  # noqa: ANN001 - the tuple
+        """Publish the first copy's outcome; the entry kept is then a slotted object without
+        an Event of its own (a quarter of the size: the memo is bounded, but it is in every
+        worker, and a threading.Event is about a kilobyte)."""
         entry.value = value
         entry.ready.set()
+        with self._lock:
+            if self._entries.get(sha256) is entry:
+                self._entries[sha256] = _Settled(value)  # type: ignore[assignment]
 
 
 _MEMO_LOCK = threading.Lock()
@@ -421,7 +440,7 @@ class StagingSink:
                 value = self._hash_and_score(record, sha)
             finally:
                 if first:
-                    self.memo.settle(entry, value)
+                    self.memo.settle(sha, entry, value)
         hashes, scores, rejected = value
         if rejected is not None:
             stage, reason, detail = rejected
