@@ -8,6 +8,11 @@ The paper corrupts about 80 % of each pre-training patch: 50 % "augmentation" (a
 plus 30 % masking. :func:`apply_recipe` reads that literally: the patch is cut into blocks,
 a ``degrade_fraction`` of the blocks shows the degraded image, a disjoint ``mask_ratio`` of the
 blocks is zeroed, the rest stays clean. ``degrade_fraction=1`` degrades the whole patch.
+
+The default recipe is the paper's, which is task-agnostic: noise addition (Gaussian, JPEG and
+"random" noise, here Poisson, speckle, salt-and-pepper or uniform) then random masking. Blur,
+motion blur, rain and haze are this project's opt-in extension (:func:`extension_ops`); rain
+and haze are fine-tuning tasks, so they are off by default. See ``docs/recipes.md``.
 """
 
 from __future__ import annotations
@@ -61,6 +66,35 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     buffer.seek(0)
     with Image.open(buffer) as decoded:
         return to_tensor(np.asarray(decoded.convert("RGB")))
+
+
+RandomNoiseFamily = Literal["poisson", "speckle", "salt_pepper", "uniform"]
+RANDOM_NOISE_FAMILIES: tuple[str, ...] = ("poisson", "speckle", "salt_pepper", "uniform")
+
+
+def poisson_noise(image: torch.Tensor, peak: float, gen: torch.Generator) -> torch.Tensor:
+    """Shot noise: photon counts ``Poisson(image * peak) / peak`` (smaller peak: noisier)."""
+    return (torch.poisson(image * peak, generator=gen) / peak).clamp(0, 1)
+
+
+def speckle_noise(image: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Multiplicative noise ``image * (1 + sigma * N(0, 1))``, sigma on the 0-1 scale."""
+    noise = torch.randn(image.shape, generator=gen, dtype=torch.float32)
+    return (image * (1 + sigma * noise)).clamp(0, 1)
+
+
+def salt_pepper_noise(image: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Impulse noise: a share ``amount`` of pixels (all channels) set to 0 or 1, half each."""
+    _, h, w = image.shape
+    hit = torch.rand((1, h, w), generator=gen) < amount
+    salt = torch.rand((1, h, w), generator=gen) < 0.5
+    return torch.where(hit, salt.to(image.dtype), image)
+
+
+def uniform_noise(image: torch.Tensor, half_width: float, gen: torch.Generator) -> torch.Tensor:
+    """Additive noise uniform in ``[-half_width, half_width]`` on the 0-255 scale."""
+    noise = torch.rand(image.shape, generator=gen, dtype=torch.float32) * 2 - 1
+    return (image + (half_width / 255.0) * noise).clamp(0, 1)
 
 
 def _filter(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -197,6 +231,47 @@ class JpegOp(_Op):
         return jpeg(image, _randint(gen, *self.quality))
 
 
+class RandomNoiseOp(_Op):
+    """The paper's "random noise": one family drawn uniformly per patch from ``families``,
+    then its strength drawn from that family's range."""
+
+    kind: Literal["random_noise"] = Field("random_noise", description="Selects this degradation.")
+    families: list[RandomNoiseFamily] = Field(
+        default_factory=lambda: list(RANDOM_NOISE_FAMILIES),
+        min_length=1,
+        description="Noise families drawn among with equal chance: poisson (shot noise), "
+        "speckle (multiplicative Gaussian), salt_pepper (impulses), uniform (additive).",
+    )
+    poisson_peak: Range = Field(
+        (10.0, 100.0),
+        description="Poisson: photons at full white (smaller: noisier), drawn log-uniformly.",
+    )
+    speckle_sigma: Range = Field(
+        (0.05, 0.3), description="Speckle: sigma of the multiplicative Gaussian (0-1 scale)."
+    )
+    salt_pepper_amount: Range = Field(
+        (0.005, 0.05), description="Salt-and-pepper: share of pixels replaced by 0 or 1."
+    )
+    uniform_half_width: Range = Field(
+        (10.0, 60.0), description="Uniform: half width of the additive noise (0-255 scale)."
+    )
+
+    def choose(self, gen: torch.Generator) -> str:
+        """The family of one application (uniform over ``families``)."""
+        return self.families[_randint(gen, 0, len(self.families) - 1)]
+
+    def __call__(self, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        family = self.choose(gen)
+        if family == "poisson":
+            low, high = (math.log(v) for v in self.poisson_peak)
+            return poisson_noise(image, math.exp(_uniform(gen, low, high)), gen)
+        if family == "speckle":
+            return speckle_noise(image, _uniform(gen, *self.speckle_sigma), gen)
+        if family == "salt_pepper":
+            return salt_pepper_noise(image, _uniform(gen, *self.salt_pepper_amount), gen)
+        return uniform_noise(image, _uniform(gen, *self.uniform_half_width), gen)
+
+
 class BlurOp(_Op):
     """Isotropic Gaussian blur (kernel radius ceil(3 sigma), reflect padding)."""
 
@@ -284,12 +359,19 @@ class HazeOp(_Op):
 
 
 Degradation = Annotated[
-    NoiseOp | JpegOp | BlurOp | MotionBlurOp | RainOp | HazeOp, Field(discriminator="kind")
+    NoiseOp | JpegOp | RandomNoiseOp | BlurOp | MotionBlurOp | RainOp | HazeOp,
+    Field(discriminator="kind"),
 ]
 
 
-def _default_ops() -> list:
-    return [NoiseOp(), JpegOp(), BlurOp(), MotionBlurOp(), RainOp(), HazeOp()]
+def paper_ops() -> list:
+    """The paper's pre-training degradations, equally likely: Gaussian noise, JPEG, random noise."""
+    return [NoiseOp(), JpegOp(), RandomNoiseOp()]
+
+
+def extension_ops() -> list:
+    """This project's opt-in extension (not in the paper): blur, motion blur, rain, haze."""
+    return [BlurOp(), MotionBlurOp(), RainOp(), HazeOp()]
 
 
 class DegradationRecipe(BaseModel):
@@ -298,9 +380,11 @@ class DegradationRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ops: list[Degradation] = Field(
-        default_factory=_default_ops,
+        default_factory=paper_ops,
         description="Degradations to draw from (by weight, chain times per patch), one entry "
-        "per kind as below; the same kind may appear more than once with other ranges.",
+        "per kind as below; the same kind may appear more than once with other ranges. "
+        "Default: the paper's noise, jpeg and random_noise; blur, motion_blur, rain and haze "
+        "are this project's extension, off unless listed here.",
     )
     chain: int = Field(
         1, ge=0, description="Degradations applied in a row, each drawn by weight (0: none)."
@@ -322,15 +406,19 @@ class DegradationRecipe(BaseModel):
         return self
 
 
+def choose_op(recipe: DegradationRecipe, gen: torch.Generator) -> _Op:
+    """One degradation of ``recipe``, drawn by weight."""
+    weights = torch.tensor([op.weight for op in recipe.ops], dtype=torch.float64)
+    return recipe.ops[int(torch.multinomial(weights, 1, generator=gen))]
+
+
 def degrade_whole(
     image: torch.Tensor, recipe: DegradationRecipe, gen: torch.Generator
 ) -> torch.Tensor:
     """``recipe.chain`` degradations, each drawn by weight, applied to the whole image."""
-    weights = torch.tensor([op.weight for op in recipe.ops], dtype=torch.float64)
     out = image
     for _ in range(recipe.chain):
-        op = recipe.ops[int(torch.multinomial(weights, 1, generator=gen))]
-        out = op(out, gen)
+        out = choose_op(recipe, gen)(out, gen)
     return out
 
 

@@ -127,6 +127,15 @@ def write_demo_layout(
     images = list(clean_images(train_images + test_images, max(train_size, test_size), seed))
     train_set = [_resize(image, train_size) for image in images[:train_images]]
     test_set = [_resize(image, test_size) for image in images[train_images:]]
+    return write_layout(root, train_set, test_set, seed)
+
+
+def write_layout(
+    root: Path, train_set: list[np.ndarray], test_set: list[np.ndarray], seed: int = 0
+) -> DemoLayout:
+    """The official layout from given clean images (a third per task in each set): what
+    :func:`write_demo_layout` writes, for callers that choose their own images."""
+    root = Path(root)
     names, train_counts = _write_train(root / "Train", train_set, seed)
     denoise_list = root / "denoise.txt"
     denoise_list.write_text("\n".join(names) + "\n")

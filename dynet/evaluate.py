@@ -5,7 +5,8 @@ there):
 
 * Test layout under ``ROOT/test``: ``denoise/bsd68/*`` (clean images; Gaussian noise of sigma
   15, 25 and 50 is added here), ``derain/Rain100L/{input,target}`` and ``dehaze/{input,target}``
-  (SOTS outdoor, RESIDE naming: hazy ``ID_*.ext`` -> clean ``ID.ext``).
+  (SOTS outdoor, RESIDE naming: hazy ``ID_*.ext`` -> clean ``ID.ext``); ``denoise/urban100/*``
+  (clean, sigma 15/25/50 as BSD68) is scored too when present, in extra columns.
 * Every image is center-cropped to a multiple of 16 (no padding) before anything else.
 * Noise: ``clip(clean_uint8 + sigma * N(0, 1), 0, 255)`` cast to uint8 (a truncation, as in the
   official code). The generator is seeded per image from ``(seed=0, file name, sigma)``, so the
@@ -13,6 +14,8 @@ there):
 * The network's output is clamped to [0, 1] and scored as float against the clean image:
   PSNR/SSIM on RGB with scikit-image's defaults (see :mod:`dynet.metrics`), averaged over the
   images of a task; Y-channel scores (BT.601 YCbCr Y, Gaussian-window SSIM) in separate columns.
+* Every table has a "degraded input" row: the same scores of the network's input itself, the
+  bar any restorer has to clear.
 
 Images are restored whole unless a tile size is forced or the image exceeds
 ``max_whole_pixels`` (or the GPU runs out of memory); then ``dynet.tiling.restore_tensor`` (the
@@ -43,7 +46,13 @@ from torch import nn
 
 from dynet.imaging import CROP_MULTIPLE, center_crop_multiple
 from dynet.metrics import PairScores, score_pair
-from dynet.published import PUBLISHED_ROWS, TASK_COLUMNS, TASK_TITLES, published_row
+from dynet.published import (
+    PUBLISHED_ROWS,
+    TASK_COLUMNS,
+    TASK_TITLES,
+    URBAN100_COLUMNS,
+    published_row,
+)
 
 NOISE_SEED = 0
 DENOISE_SIGMAS: dict[str, int] = {"denoise_15": 15, "denoise_25": 25, "denoise_50": 50}
@@ -99,10 +108,17 @@ TASK_SPECS: dict[str, TaskSpec] = {
         key: TaskSpec(key, "BSD68", "denoise/bsd68", sigma=sigma)
         for key, sigma in DENOISE_SIGMAS.items()
     },
+    **{
+        key: TaskSpec(key, "Urban100", "denoise/urban100", sigma=sigma)
+        for key, sigma in zip(URBAN100_COLUMNS, DENOISE_SIGMAS.values(), strict=True)
+    },
 }
+ALL_COLUMNS: tuple[str, ...] = (*TASK_COLUMNS, *URBAN100_COLUMNS)
+INPUT_LABEL = "Degraded input"
 TASK_ALIASES: dict[str, tuple[str, ...]] = {
     "denoise": tuple(DENOISE_SIGMAS),
-    "all": TASK_COLUMNS,
+    "urban100": URBAN100_COLUMNS,
+    "all": ALL_COLUMNS,
     "sots": ("dehaze",),
     "rain100l": ("derain",),
     "bsd68": tuple(DENOISE_SIGMAS),
@@ -110,9 +126,11 @@ TASK_ALIASES: dict[str, tuple[str, ...]] = {
 
 
 def resolve_tasks(names: Sequence[str] | None) -> tuple[str, ...]:
-    """Task keys, in the table's column order, from names like ``denoise`` or ``denoise_25``."""
+    """Task keys, in the table's column order, from names like ``denoise`` or ``denoise_25``.
+
+    No names: the paper's five tasks and Urban100 (which is skipped quietly when absent)."""
     if not names:
-        return TASK_COLUMNS
+        return ALL_COLUMNS
     chosen: set[str] = set()
     for raw in names:
         for name in (part.strip().lower() for part in raw.split(",")):
@@ -125,7 +143,7 @@ def resolve_tasks(names: Sequence[str] | None) -> tuple[str, ...]:
             else:
                 known = ", ".join([*TASK_SPECS, *TASK_ALIASES])
                 raise ValueError(f"unknown task {name!r}; choose from {known}")
-    return tuple(key for key in TASK_COLUMNS if key in chosen)
+    return tuple(key for key in ALL_COLUMNS if key in chosen)
 
 
 @dataclass(frozen=True)
@@ -486,6 +504,19 @@ def evaluate_run(
     return RunResult(spec, results, seconds, megapixels)
 
 
+def score_inputs(tasks: Sequence[TaskData]) -> RunResult:
+    """The "degraded input" row: each task's inputs scored against their targets as they are."""
+    results: dict[str, TaskResult] = {}
+    for data in tasks:
+        per_image = []
+        for pair in data.pairs:
+            degraded, clean = load_pair(data.spec, pair)
+            scores = score_pair(clean, degraded.astype(np.float64) / 255.0)
+            per_image.append({"name": pair.name, "mode": "input", **scores.to_dict()})
+        results[data.spec.key] = TaskResult(data.spec.key, per_image, list(data.skipped))
+    return RunResult(RunSpec(INPUT_LABEL, None, None), results, 0.0, 0.0)
+
+
 def _warm_up(model: nn.Module, variant: Any, device: torch.device) -> None:
     """One small forward so one-off start-up costs stay out of the ms/megapixel figure."""
     with torch.inference_mode():
@@ -506,6 +537,7 @@ class Evaluation:
     missing_tasks: dict[str, str]
     runs: list[RunResult]
     inference: InferenceConfig
+    inputs: RunResult | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -566,6 +598,9 @@ def evaluate_model(
     """
     device = torch.device(device)
     requested = resolve_tasks(tasks)
+    if not tasks:  # Urban100 is scored when the layout holds it, not required
+        urban = find_test_root(Path(data_root)) / TASK_SPECS[URBAN100_COLUMNS[0]].folder
+        requested = tuple(k for k in requested if k not in URBAN100_COLUMNS or urban.is_dir())
     task_data, missing = collect_tasks(Path(data_root), requested, skip_missing)
     model = model.to(device).eval()
     runs: list[RunResult] = []
@@ -598,6 +633,7 @@ def evaluate_model(
         missing_tasks=missing,
         runs=runs,
         inference=inference,
+        inputs=score_inputs(task_data),
     )
 
 
@@ -635,7 +671,7 @@ def run_summary(run: RunResult, columns: Sequence[str] = TASK_COLUMNS) -> dict[s
     for key, result in run.tasks.items():
         means = {metric: result.mean(metric) for metric in METRIC_KEYS}
         entry: dict[str, Any] = {"n_images": result.n_images, **means, "modes": result.modes()}
-        if row is not None:
+        if row is not None and key in row.scores:
             ref_psnr, ref_ssim = row.scores[key]
             entry["delta_psnr"] = means["psnr"] - ref_psnr
             entry["delta_ssim"] = means["ssim"] - ref_ssim
@@ -684,13 +720,19 @@ def results_dict(evaluation: Evaluation) -> dict[str, Any]:
         "requested_tasks": list(evaluation.requested_tasks),
         "missing_tasks": evaluation.missing_tasks,
         "datasets": evaluation.datasets,
+        "input": run_summary(evaluation.inputs) if evaluation.inputs else None,
         "runs": runs,
         "published": [
             {
                 "method": row.method,
                 "source": row.source,
+                "source_short": row.source_short,
                 "tasks": {k: {"psnr": p, "ssim": s} for k, (p, s) in row.scores.items()},
                 "average": {"psnr": row.average[0], "ssim": row.average[1]},
+                "other_revisions": [
+                    {"source": r.source, "psnr": r.psnr, "average_psnr": r.average_psnr}
+                    for r in row.other_revisions
+                ],
             }
             for row in PUBLISHED_ROWS
         ],
@@ -719,14 +761,15 @@ def _csv_rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for task in (*TASK_COLUMNS, "average"):
             scores = row["average"] if task == "average" else row["tasks"][task]
             yield {"method": row["method"], "source": "published", "task": task, **scores}
-    for run in results["runs"]:
+    measured = [("input", results["input"])] if results.get("input") else []
+    for source, run in [*measured, *(("this run", run) for run in results["runs"])]:
         variant = run["variant"]
         base = {
             "method": run["label"],
-            "source": "this run",
+            "source": source,
             "variant": ",".join(map(str, variant)) if isinstance(variant, list) else variant,
         }
-        for task in TASK_COLUMNS:
+        for task in ALL_COLUMNS:
             entry = run["tasks"].get(task)
             if entry is None:
                 continue
@@ -772,40 +815,65 @@ def _g(value: float | None) -> str:
     return "—" if value is None else f"{value / 1e9:.2f}"
 
 
-_TABLE_HEADER = "| Method | " + " | ".join(TASK_TITLES[k] for k in TASK_COLUMNS) + " | Average |"
-_TABLE_RULE = "|---" * (len(TASK_COLUMNS) + 2) + "|"
+def _extra_columns(results: dict[str, Any]) -> list[str]:
+    """Urban100's columns, after the average, when it was scored."""
+    return [k for k in URBAN100_COLUMNS if k in results.get("datasets", {})]
+
+
+def _table_head(extra: Sequence[str]) -> list[str]:
+    titles = [TASK_TITLES[k] for k in (*TASK_COLUMNS, "average", *extra) if k != "average"]
+    titles.insert(len(TASK_COLUMNS), "Average")
+    return ["| Method | " + " | ".join(titles) + " |", "|---" * (len(titles) + 1) + "|"]
+
+
+def _measured_row(run: dict[str, Any], label: str, missing: dict, extra: Sequence[str]) -> str:
+    cells = []
+    for key in (*TASK_COLUMNS, "average", *extra):
+        entry = run["average"] if key == "average" else run["tasks"].get(key)
+        if entry is None:
+            cells.append("missing" if key in missing else "not run")
+        else:
+            cells.append(_cell(entry["psnr"], entry["ssim"], "*" if entry.get("skipped") else ""))
+    if label.startswith("**"):
+        cells = [f"**{c}**" if c[0].isdigit() else c for c in cells]
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 def rgb_table(results: dict[str, Any]) -> list[str]:
-    """The comparison table's Markdown lines: the published rows, each run and its deltas."""
+    """The comparison table's Markdown lines: the published rows (with their source, and other
+    revisions' figures where they differ), the degraded input, each run and its deltas."""
     missing = results["missing_tasks"]
-    lines = [_TABLE_HEADER, _TABLE_RULE]
+    extra = _extra_columns(results)
+    lines = _table_head(extra)
     for row in results["published"]:
         cells = [_cell(row["tasks"][k]["psnr"], row["tasks"][k]["ssim"]) for k in TASK_COLUMNS]
-        average = _cell(row["average"]["psnr"], row["average"]["ssim"])
-        lines.append(f"| {row['method']} (published) | " + " | ".join(cells) + f" | {average} |")
+        cells += [_cell(row["average"]["psnr"], row["average"]["ssim"])] + ["—"] * len(extra)
+        source = row.get("source_short")
+        label = f"{row['method']} (published{f', {source}' if source else ''})"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for other in row.get("other_revisions", []):
+            known = [other["psnr"].get(k) for k in TASK_COLUMNS] + [other["average_psnr"]]
+            cells = ["—" if v is None else f"{v:.2f} / —" for v in known] + ["—"] * len(extra)
+            lines.append(
+                f"| {row['method']} (published, {other['source']}) | " + " | ".join(cells) + " |"
+            )
+    if results.get("input"):
+        lines.append(_measured_row(results["input"], f"{INPUT_LABEL} (no restoration)", {}, extra))
     for run in results["runs"]:
-        cells, deltas = [], []
-        for key in TASK_COLUMNS:
-            entry = run["tasks"].get(key)
-            if entry is None:
-                cells.append("missing" if key in missing else "not run")
-                deltas.append("—")
-                continue
-            mark = "*" if entry["skipped"] else ""
-            cells.append(f"**{_cell(entry['psnr'], entry['ssim'], mark)}**")
-            deltas.append(_delta_cell(entry.get("delta_psnr"), entry.get("delta_ssim")))
+        deltas = [
+            _delta_cell(run["tasks"][k].get("delta_psnr"), run["tasks"][k].get("delta_ssim"))
+            if k in run["tasks"]
+            else "—"
+            for k in TASK_COLUMNS
+        ]
         avg = run["average"]
-        lines.append(
-            f"| **{run['label']} (this run)** | "
-            + " | ".join(cells)
-            + f" | **{_cell(avg['psnr'], avg['ssim'])}** |"
-        )
+        lines.append(_measured_row(run, f"**{run['label']} (this run)**", missing, extra))
         if run["compare_to"]:
             lines.append(
                 f"| Δ vs {run['compare_to']} (published) | "
                 + " | ".join(deltas)
                 + f" | {_delta_cell(avg.get('delta_psnr'), avg.get('delta_ssim'))} |"
+                + " — |" * len(extra)
             )
     return lines
 
@@ -831,22 +899,17 @@ def results_markdown(results: dict[str, Any]) -> str:
         "",
         "Another convention; not comparable with the RGB table above (nothing published here).",
         "",
-        _TABLE_HEADER,
-        _TABLE_RULE,
+        *_table_head(_extra_columns(results)),
     ]
-    for run in results["runs"]:
-        cells = [
-            _cell(run["tasks"][k]["psnr_y"], run["tasks"][k]["ssim_y"])
-            if k in run["tasks"]
-            else "—"
-            for k in TASK_COLUMNS
-        ]
-        avg = run["average"]
-        lines.append(
-            f"| {run['label']} | "
-            + " | ".join(cells)
-            + f" | {_cell(avg['psnr_y'], avg['ssim_y'])} |"
-        )
+    measured = [results["input"]] if results.get("input") else []
+    for run in [*measured, *results["runs"]]:
+        y_run = {
+            "average": {"psnr": run["average"]["psnr_y"], "ssim": run["average"]["ssim_y"]},
+            "tasks": {
+                k: {"psnr": t["psnr_y"], "ssim": t["ssim_y"]} for k, t in run["tasks"].items()
+            },
+        }
+        lines.append(_measured_row(y_run, run["label"], {}, _extra_columns(results)))
     lines += ["", "## Cost", ""]
     lines.append(
         "| Network | Params (total / used) | Conv GMACs | Attention GMACs | Total GMACs "

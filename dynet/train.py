@@ -4,9 +4,11 @@
     torchrun --nproc-per-node 8 -m dynet.train --config finetune.yaml
 
 One loop serves both stages; they differ only in their data (a patch stream or the official
-all-in-one layout) and defaults (see :mod:`dynet.train_config`). Each optimizer step draws the
-variant(s) to train (``sample``: one by probability, the same on every rank; ``all``: every
-variant, losses summed) and backpropagates L1 to the clean image through the shared blocks.
+all-in-one layout) and defaults (see :mod:`dynet.train_config` and ``docs/recipes.md``). Each
+optimizer step draws the variant(s) to train (``sample``: one by probability, the same on every
+rank; ``all``: every variant, losses summed; ``official``: the first variant only, the others
+served from the same weights) and backpropagates L1 to the clean image through the shared
+blocks. Fine-tuning's schedule is in epochs and, by default, changes once per epoch.
 DDP (NCCL on GPU, gloo on CPU), bf16 autocast and channels_last on CUDA, gradient
 accumulation, EMA, checkpoints every N steps and on SIGTERM, exact resume (the learning-rate
 schedule is a pure function of the step, so restoring the step restores the scheduler).
@@ -121,7 +123,10 @@ def initialise(model: nn.Module, source: str) -> None:
 
 
 def learning_rate(step: int, optim: OptimSettings, warmup: int, horizon: int) -> float:
-    """Linear warm-up to ``optim.lr``, then constant or cosine down to ``optim.min_lr``."""
+    """Linear warm-up to ``optim.lr``, then constant or cosine down to ``optim.min_lr``.
+
+    ``step`` is the schedule's clock: optimizer steps, or epochs for fine-tuning's per-epoch
+    schedule (``warmup`` and ``horizon`` then count epochs too)."""
     if step < warmup:
         return optim.lr * (step + 1) / warmup
     if optim.schedule == "constant":
@@ -300,9 +305,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if per_epoch == 0:
             raise ValueError(f"fewer fine-tuning items than one batch of {cfg.batch_size}")
         total_steps = cfg.steps or cfg.epochs * per_epoch
-        warmup, horizon = cfg.warmup_epochs * per_epoch, cfg.cosine_epochs * per_epoch
+        if cfg.lr_every == "epoch":  # the schedule's clock is the epoch (as Lightning steps it)
+            lr_unit, warmup, horizon = per_epoch, cfg.warmup_epochs, cfg.cosine_epochs
+        else:
+            lr_unit = 1
+            warmup, horizon = cfg.warmup_epochs * per_epoch, cfg.cosine_epochs * per_epoch
     else:
-        total_steps = cfg.steps
+        total_steps, lr_unit = cfg.steps, 1
         warmup, horizon = cfg.optim.warmup_steps, cfg.optim.decay_steps or cfg.steps
 
     # -- model, optimizer, EMA
@@ -420,11 +429,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     with stop_on_signals(), progress_bar(show_bar, total_steps, start_step) as bar:
         while step < total_steps:
             # 1. which variant(s) this step trains (same draw on every rank)
-            if cfg.model.variant_mode == "all":
-                chosen = list(range(len(variants)))
-            else:
+            if cfg.model.variant_mode == "sample":
                 chosen = [int(torch.multinomial(probabilities, 1, generator=variant_gen))]
-            lr = learning_rate(step, cfg.optim, warmup, horizon)
+            else:
+                chosen = cfg.model.trained()
+            lr = learning_rate(step // lr_unit, cfg.optim, warmup, horizon)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 

@@ -1,9 +1,13 @@
 """Training configuration: one pydantic model per stage, loadable from YAML or JSON.
 
-``PretrainConfig`` is dynamic pre-training on patch shards; ``FinetuneConfig`` is all-in-one
-fine-tuning, whose defaults are the paper's recipe (AdamW 2e-4, 15 warm-up epochs then cosine
-to 150, stop at 120, batch 32 in total, L1 on the clamped output, both variants on shared
-weights). The CLI, ``python -m dynet.train`` and flow parameters all go through these models.
+``PretrainConfig`` is dynamic pre-training on patch shards, with the paper's recipe as its
+defaults (1 M iterations at batch 32, Adam 1e-4 constant; ``optim.schedule=cosine`` gives the
+cosine variant). ``FinetuneConfig`` is all-in-one fine-tuning with the authors' public code as
+its defaults (AdamW 2e-4, weight decay 0.01, 15 warm-up epochs then cosine to 150 stepped once
+per epoch, stop at 120, batch 32 in total, denoising x3 per noise level and rain x120, L1 on the
+raw output, DyNet-L trained and served as L and S). ``docs/recipes.md`` gives every setting
+with its source, and says where and why we differ. The CLI, ``python -m dynet.train`` and flow
+parameters all go through these models.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class VariantChoice(_Strict):
         1.0,
         ge=0,
         description="Relative weight of this variant in variant_mode=sample (normalised over "
-        "all variants, so they need not sum to 1); ignored when variant_mode=all.",
+        "all variants, so they need not sum to 1); ignored by the other modes.",
     )
 
     @field_validator("variant")
@@ -76,12 +80,14 @@ class ModelSettings(_Strict):
             VariantChoice(variant="L", probability=0.5),
             VariantChoice(variant="S", probability=0.5),
         ],
-        description="Depths trained on the shared weights (at least one).",
+        description="Depths of the shared weights (at least one): trained (see variant_mode) "
+        "and served.",
     )
-    variant_mode: Literal["sample", "all"] = Field(
+    variant_mode: Literal["sample", "all", "official"] = Field(
         "sample",
-        description="sample: one variant drawn per iteration; all: every variant each step, "
-        "losses summed.",
+        description="sample: one variant drawn per iteration (dynamic pre-training); all: "
+        "every variant each step, losses summed; official: only the first variant is trained "
+        "(L in the authors' fine-tuning), the others are served from the same weights.",
     )
     init: str | None = Field(
         None,
@@ -96,6 +102,12 @@ class ModelSettings(_Strict):
         if self.variant_mode == "sample" and sum(v.probability for v in self.variants) <= 0:
             raise ValueError("variant probabilities must not all be 0")
         return self
+
+    def trained(self) -> list[int]:
+        """Indices of the variants every step trains (``sample`` draws among all of them)."""
+        if self.variant_mode == "official":
+            return [0]
+        return list(range(len(self.variants)))
 
 
 class OptimSettings(_Strict):
@@ -209,6 +221,21 @@ class _TrainConfig(_Strict):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sections_keep_stage_defaults(cls, data: Any) -> Any:
+        """A partial ``optim`` or ``model`` section keeps this stage's defaults for the keys it
+        leaves out: ``optim.lr=3e-4`` on fine-tuning keeps AdamW and weight decay 0.01, on
+        pre-training Adam and the constant schedule."""
+        if not isinstance(data, dict):
+            return data
+        for name in ("optim", "model"):
+            given = data.get(name)
+            if isinstance(given, dict):
+                default = cls.model_fields[name].get_default(call_default_factory=True)
+                data = {**data, name: {**default.model_dump(), **given}}
+        return data
+
 
 class PretrainData(_Strict):
     """The pre-training patch stream: WebDataset shards, read and degraded on the fly."""
@@ -250,6 +277,11 @@ class PretrainData(_Strict):
         raise ConfigError("data: give shards, or dataset_root and dataset")
 
 
+def _pretrain_optim() -> OptimSettings:
+    """The paper's pre-training optimiser: Adam at a constant 1e-4 (no decay reported)."""
+    return OptimSettings(name="adam", lr=1e-4, schedule="constant", weight_decay=0.0)
+
+
 class PretrainConfig(_TrainConfig):
     """Dynamic pre-training: degraded and masked patches, L1 to the clean patch."""
 
@@ -257,11 +289,25 @@ class PretrainConfig(_TrainConfig):
         "pretrain", description="Which training this config is for (fixed per model)."
     )
     # Redeclared for their defaults: Field() again, or the base's ge=1 would be lost.
-    steps: int = Field(300_000, ge=1, description="Optimizer steps of the whole run.")
-    batch_size: int = Field(
-        32, ge=1, description="Global batch in patches (all processes, all micro-batches)."
+    steps: int = Field(
+        1_000_000, ge=1, description="Optimizer steps of the whole run (paper: 1 M iterations)."
     )
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="Global batch in patches (all processes, all micro-batches; paper: 32).",
+    )
+    optim: OptimSettings = Field(default_factory=lambda: _pretrain_optim())
     data: PretrainData = Field(default_factory=PretrainData)
+
+
+#: Times the official data pipeline lists each task's images per epoch (dehaze: once).
+OFFICIAL_REPEATS: dict[str, int] = {
+    "denoise_15": 3,
+    "denoise_25": 3,
+    "denoise_50": 3,
+    "derain": 120,
+}
 
 
 class FinetuneData(_Strict):
@@ -277,9 +323,10 @@ class FinetuneData(_Strict):
     derain_list: str | None = Field(None, description="e.g. rainy/rain-1.png per line.")
     dehaze_list: str | None = Field(None, description="e.g. synthetic/part1/0001_0.8_0.2.jpg.")
     repeats: dict[str, int] = Field(
-        default_factory=lambda: {"derain": 120},
-        description="Task -> times its items are listed per epoch (missing: 1); the recipe "
-        "repeats the small Rain100L set 120 times.",
+        default_factory=lambda: dict(OFFICIAL_REPEATS),
+        description="Task -> times its items are listed per epoch (missing: 1). The official "
+        "data pipeline lists every denoising image 3 times per noise level and the small "
+        "Rain100L set 120 times; dehazing once.",
     )
     workers: int = Field(
         4, ge=0, description="DataLoader worker processes per rank (0: load in the main process)."
@@ -295,17 +342,22 @@ class FinetuneData(_Strict):
 
 
 def _finetune_optim() -> OptimSettings:
-    return OptimSettings(name="adamw", lr=2e-4, schedule="cosine", min_lr=0.0, grad_clip=None)
+    """The official optimiser: AdamW 2e-4 with PyTorch's default weight decay 0.01, no clipping."""
+    return OptimSettings(
+        name="adamw", lr=2e-4, weight_decay=0.01, schedule="cosine", min_lr=0.0, grad_clip=None
+    )
 
 
 def _finetune_model() -> ModelSettings:
+    """The official code trains DyNet-L and evaluates the same weights as DyNet-S."""
     return ModelSettings(
-        variants=[VariantChoice(variant="L"), VariantChoice(variant="S")], variant_mode="all"
+        variants=[VariantChoice(variant="L"), VariantChoice(variant="S")],
+        variant_mode="official",
     )
 
 
 class FinetuneConfig(_TrainConfig):
-    """The paper's all-in-one recipe; schedule given in epochs, turned into steps."""
+    """The official all-in-one recipe; schedule given in epochs, turned into steps."""
 
     stage: Literal["finetune"] = Field(
         "finetune", description="Which training this config is for (fixed per model)."
@@ -324,7 +376,14 @@ class FinetuneConfig(_TrainConfig):
         15, ge=0, description="Epochs of linear learning-rate warm-up before the cosine."
     )
     cosine_epochs: int = Field(150, ge=1, description="The cosine horizon (past the stop).")
-    clamp_output: bool = Field(True, description="L1 on the output clamped to [0, 1].")
+    lr_every: Literal["epoch", "step"] = Field(
+        "epoch",
+        description="epoch: the learning rate changes once per epoch, as the official "
+        "Lightning scheduler steps; step: the same curve, updated every optimizer step.",
+    )
+    clamp_output: bool = Field(
+        False, description="L1 on the output clamped to [0, 1] (official: the raw output)."
+    )
     model: ModelSettings = Field(default_factory=_finetune_model)
     optim: OptimSettings = Field(default_factory=_finetune_optim)
     data: FinetuneData = Field(default_factory=FinetuneData)

@@ -177,6 +177,25 @@ def test_train_loader_and_steps():
     assert all(isinstance(v, bool) for v in result["targets"].values())
 
 
+@pytest.mark.slow
+def test_learning_reports_input_model_and_gain():
+    result = bench(
+        "learning", "--pretrain-steps", "1", "--finetune-steps", "1", "--patches", "8",
+        "--train-images", "9", "--test-images", "6", "--crop", "32", "--batch", "2",
+        timeout=900,
+    )  # fmt: skip
+    tasks = {"denoise_15", "denoise_25", "denoise_50", "derain", "dehaze"}
+    assert set(result["input_psnr"]) == tasks and set(result["gain_db"]) == {
+        "denoise_25", "derain", "dehaze",
+    }  # fmt: skip
+    pre = result["model_psnr"]["pretrained_L"]
+    for task, gain in result["gain_db"].items():
+        assert gain == pytest.approx(pre[task] - result["input_psnr"][task], abs=0.02)
+    assert 18 < result["input_psnr"]["denoise_25"] < 23
+    assert set(result["pretrained_minus_scratch_db"]) == tasks
+    assert all(isinstance(v, bool) for v in result["targets"].values())
+
+
 def test_runner_only_prints_one_line_per_run():
     proc = _run(["bench", "--only", "shards"])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -76,7 +76,7 @@ def test_load_config_file_names_the_file(tmp_path):
 
 
 def test_defaults_and_none_still_valid():
-    assert PretrainConfig().steps == 300_000 and PretrainConfig().batch_size == 32
+    assert PretrainConfig().steps == 1_000_000 and PretrainConfig().batch_size == 32
     finetune = load_config(None, ["steps=null"], "finetune")
     assert finetune.steps is None  # None: the epochs decide
     assert load_config(None, ["steps=5", "batch_size=2"], "pretrain").steps == 5

@@ -7,7 +7,14 @@ import torch
 from pydantic import ValidationError
 
 from dynet import degrade
-from dynet.degrade import DegradationRecipe, NoiseOp, apply_recipe
+from dynet.degrade import (
+    DegradationRecipe,
+    NoiseOp,
+    RandomNoiseOp,
+    apply_recipe,
+    choose_op,
+    extension_ops,
+)
 from storage.demo_data import photo_like
 
 
@@ -25,7 +32,8 @@ def high_frequency(image: torch.Tensor) -> float:
 
 def test_every_op_is_seeded_in_range_and_keeps_shape() -> None:
     image = photo()
-    for op in DegradationRecipe().ops:
+    families = [RandomNoiseOp(families=[family]) for family in degrade.RANDOM_NOISE_FAMILIES]
+    for op in [*DegradationRecipe().ops, *families, *extension_ops()]:
         first, second = op(image, gen(3)), op(image, gen(3))
         assert torch.equal(first, second), op.kind
         assert first.shape == image.shape and first.dtype == torch.float32
@@ -117,3 +125,71 @@ def test_recipe_validation_and_yaml_shape() -> None:
     assert [op.kind for op in recipe.ops] == ["jpeg", "haze"]
     out = apply_recipe(photo(32), recipe.model_copy(update={"degrade_fraction": 1.0}), gen())
     assert out.shape == (3, 32, 32)
+
+
+def test_default_recipe_is_the_papers_noise_then_masking() -> None:
+    recipe = DegradationRecipe()
+    assert [op.kind for op in recipe.ops] == ["noise", "jpeg", "random_noise"]
+    assert (recipe.degrade_fraction, recipe.mask_ratio, recipe.chain) == (0.5, 0.3, 1)
+    assert {op.kind for op in extension_ops()} == {"blur", "motion_blur", "rain", "haze"}
+    extended = DegradationRecipe.model_validate(
+        {"ops": [*(op.model_dump() for op in recipe.ops), {"kind": "rain"}, {"kind": "haze"}]}
+    )
+    assert [op.kind for op in extended.ops][-2:] == ["rain", "haze"]
+
+
+def test_degradation_families_are_drawn_as_the_config_says() -> None:
+    """Over many draws, each op comes up by its weight and each random-noise family equally."""
+    draws = 6000
+    recipe = DegradationRecipe.model_validate(
+        {"ops": [{"kind": "noise", "weight": 2}, {"kind": "jpeg"}, {"kind": "random_noise"}]}
+    )
+    g = gen(5)
+    kinds = [choose_op(recipe, g).kind for _ in range(draws)]
+    for kind, share in (("noise", 0.5), ("jpeg", 0.25), ("random_noise", 0.25)):
+        assert kinds.count(kind) / draws == pytest.approx(share, abs=0.025), kind
+    op = RandomNoiseOp(families=["poisson", "speckle", "salt_pepper"])
+    families = [op.choose(g) for _ in range(draws)]
+    assert set(families) == {"poisson", "speckle", "salt_pepper"}
+    for family in set(families):
+        assert families.count(family) / draws == pytest.approx(1 / 3, abs=0.025), family
+    default = [choose_op(DegradationRecipe(), g).kind for _ in range(3000)]
+    assert {k: round(default.count(k) / 3000, 1) for k in set(default)} == {
+        "noise": 0.3,
+        "jpeg": 0.3,
+        "random_noise": 0.3,
+    }
+
+
+def test_random_noise_families_look_like_their_names() -> None:
+    flat = torch.full((3, 64, 64), 0.5)
+    impulses = degrade.salt_pepper_noise(flat, 0.1, gen())
+    changed = (impulses != 0.5).any(0)
+    assert float(changed.float().mean()) == pytest.approx(0.1, abs=0.02)
+    assert set(impulses[:, changed].unique().tolist()) <= {0.0, 1.0}
+    dark, bright = torch.full((3, 64, 64), 0.1), torch.full((3, 64, 64), 0.9)
+    for noisy in (degrade.speckle_noise, degrade.poisson_noise):
+        arg = 0.2 if noisy is degrade.speckle_noise else 30.0
+        # signal-dependent: brighter pixels get more absolute noise
+        assert float((noisy(bright, arg, gen()) - bright).std()) > float(
+            (noisy(dark, arg, gen()) - dark).std()
+        )
+    spread = degrade.uniform_noise(flat, 30.0, gen()) - flat
+    assert float(spread.abs().max() * 255) <= 30.0 + 1e-3 and float(spread.std() * 255) > 15
+
+
+def test_masking_fractions_hold_over_many_draws() -> None:
+    """Whatever the degradation drawn, every patch has exactly the configured shares."""
+    clean = torch.full((3, 64, 64), 0.5)
+    for fraction, ratio in ((0.5, 0.3), (0.25, 0.5)):
+        recipe = DegradationRecipe(degrade_fraction=fraction, mask_ratio=ratio, block_size=8)
+        g = gen(11)
+        for _ in range(40):
+            out = apply_recipe(clean, recipe, g)
+            blocks = out.unfold(1, 8, 8).unfold(2, 8, 8)  # 3 x 8 x 8 x 8 x 8
+            zeroed = (blocks == 0).flatten(-2).all(-1).all(0)
+            untouched = (blocks == 0.5).flatten(-2).all(-1).all(0)
+            assert int(zeroed.sum()) == round(ratio * 64)
+            # degraded blocks are neither zeroed nor left clean (a JPEG of flat grey can be
+            # exact, so count "not clean" as at most the degraded share)
+            assert 64 - int(untouched.sum()) - int(zeroed.sum()) <= round(fraction * 64)

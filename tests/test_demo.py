@@ -58,6 +58,7 @@ def test_demo_runs_the_whole_pipeline_and_says_where_everything_is(demo_run):
     results = out / "runs" / "finetune" / "evaluation" / "results.md"
     assert results.is_file() and "far from the paper's" in results.read_text()
     assert "| **DyNet-L (this run)** |" in text and "| **DyNet-S (this run)** |" in text
+    assert "| Degraded input (no restoration) |" in text  # the bar beside the model rows
     # The at-scale parameters are what the deployments take.
     params = json.loads((out / "at-scale" / "pipeline-params.json").read_text())
     scaled = PipelineConfig.model_validate(params["config"])
@@ -100,5 +101,5 @@ def test_at_scale_parameters_validate_and_leave_the_demo_config_alone(tmp_path):
     assert demo.model_dump(mode="json") == before  # a shallow copy once pointed the demo at S3
     scaled = PipelineConfig.model_validate(params["config"])
     assert scaled.build.curation.sources[0].url_column == "URL"
-    assert scaled.pretrain.steps == 300_000 and scaled.gpus == 8
+    assert scaled.pretrain.steps == 1_000_000 and scaled.gpus == 8  # the paper's 1 M
     assert demo.build.curation.fetch.allow_hosts == ["127.0.0.1"]

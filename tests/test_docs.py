@@ -238,7 +238,7 @@ def test_documented_defaults_match_a_default_instance():
     rows = {(s, p): c for s, p, c in documented_rows()}
     assert rows[("finetune", "optim.lr")] == f"`{FinetuneConfig().optim.lr}`"
     assert rows[("pretrain", "optim.lr")] == f"`{PretrainConfig().optim.lr}`"
-    assert rows[("finetune", "model.variant_mode")] == '`"all"`'
+    assert rows[("finetune", "model.variant_mode")] == '`"official"`'
     assert rows[("build", "root")] == "required"
 
 

@@ -30,7 +30,7 @@ from dynet.evaluate import (
     run_specs,
 )
 from dynet.metrics import score_pair
-from dynet.published import PUBLISHED_ROWS, TASK_COLUMNS
+from dynet.published import PUBLISHED_ROWS, TASK_COLUMNS, URBAN100_COLUMNS
 from dynet.registry import create_model
 
 # The smallest real DyNet: every level, prompt and the refinement, at width 8.
@@ -115,7 +115,8 @@ def test_center_crop_to_multiple_of_16() -> None:
 
 
 def test_task_names_resolve_in_table_order() -> None:
-    assert resolve_tasks(None) == TASK_COLUMNS
+    assert resolve_tasks(None) == (*TASK_COLUMNS, *URBAN100_COLUMNS)
+    assert resolve_tasks(["urban100"]) == URBAN100_COLUMNS
     assert resolve_tasks(["denoise", "sots"]) == (
         "dehaze",
         "denoise_15",
@@ -290,7 +291,12 @@ def test_cli_writes_the_full_table(
     markdown = (out / "results.md").read_text()
     assert markdown in result.output  # the table is printed too
     for row in PUBLISHED_ROWS:
-        assert f"| {row.method} (published) |" in markdown
+        assert f"| {row.method} (published, repo README) |" in markdown
+    # the revised paper's DyNet-L average sits beside the repository's row, labelled
+    assert "| DyNet-L (published, arXiv 2404.02154v2) | — | — | — | — | — | 32.74 / — |" in markdown
+    assert results["published"][-1]["other_revisions"][0]["average_psnr"] == 32.74
+    assert markdown.count("| Degraded input (no restoration) |") == 1
+    assert "| Degraded input |" in markdown  # and in the Y-channel table
     for label in labels:
         assert f"| **{label} (this run)** |" in markdown
         assert (f"| Δ vs {label} (published) |" in markdown) == (label in published)
@@ -301,6 +307,7 @@ def test_cli_writes_the_full_table(
     ours = [r for r in rows if r["source"] == "this run"]
     assert len(ours) == len(labels) * (len(TASK_COLUMNS) + 1)
     assert len([r for r in rows if r["source"] == "published"]) == 4 * (len(TASK_COLUMNS) + 1)
+    assert len([r for r in rows if r["source"] == "input"]) == len(TASK_COLUMNS) + 1
     assert all(r["inference"] == "whole=2" for r in ours if r["task"] == "denoise_15")
 
     slug = labels[-1].replace("(", "").replace(")", "").replace(",", "_")
@@ -375,3 +382,64 @@ def test_official_lightning_checkpoint_is_evaluated(layout: Path, tmp_path: Path
     assert (
         results["runs"][0]["tasks"]["derain"]["images"] == direct.runs[0].tasks["derain"].per_image
     )
+
+
+def test_degraded_input_row_is_the_inputs_own_psnr(layout: Path, tiny_model: torch.nn.Module):
+    """The input row equals PSNR/SSIM of the degraded inputs, computed here with scikit-image
+    straight from the files (and the protocol's noise), independently of the model."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    evaluation = evaluate_model(
+        tiny_model, [RunSpec("t", TINY_VARIANT, None)], layout, tasks=["derain", "denoise_25"]
+    )
+    results = results_dict(evaluation)
+    row = results["input"]
+    assert row["label"] == "Degraded input" and row["average"]["psnr"] is None  # 2 of 5 tasks
+
+    def scores(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+        psnr = [peak_signal_noise_ratio(c, d, data_range=255) for d, c in pairs]
+        ssim = [structural_similarity(c, d, data_range=255, channel_axis=2) for d, c in pairs]
+        return float(np.mean(psnr)), float(np.mean(ssim))
+
+    folder = layout / "test" / "derain" / "Rain100L"
+    rain = []
+    for i in (1, 2):
+        degraded = np.asarray(Image.open(folder / "input" / f"rain-{i:03d}.png"))
+        clean = np.asarray(Image.open(folder / "target" / f"norain-{i:03d}.png"))
+        rain.append((center_crop_multiple(degraded), center_crop_multiple(clean)))
+    noisy = []
+    for path in sorted((layout / "test" / "denoise" / "bsd68").iterdir()):
+        clean = center_crop_multiple(np.asarray(Image.open(path)))
+        noisy.append((add_gaussian_noise(clean, 25, path.name), clean))
+    for task, pairs in (("derain", rain), ("denoise_25", noisy)):
+        psnr, ssim = scores(pairs)
+        assert row["tasks"][task]["psnr"] == pytest.approx(psnr, abs=1e-6)
+        assert row["tasks"][task]["ssim"] == pytest.approx(ssim, abs=1e-3)
+    assert 18 < row["tasks"]["denoise_25"]["psnr"] < 23  # sigma 25 noise: about 20 dB
+    table = "\n".join(results_markdown(results).splitlines())
+    assert "| Degraded input (no restoration) | not run | " in table
+
+
+def test_urban100_is_discovered_and_scored_when_present(
+    layout: Path, tiny_model: torch.nn.Module
+) -> None:
+    spec = [RunSpec("t", TINY_VARIANT, None)]
+    without = results_dict(evaluate_model(tiny_model, spec, layout))
+    assert not set(URBAN100_COLUMNS) & set(without["runs"][0]["tasks"])  # absent: not required
+    for i, (h, w) in enumerate([(40, 36), (50, 34)]):
+        _save(_photo(40 + i, h, w), layout / "test" / "denoise" / "urban100" / f"img_{i:03d}.png")
+    results = results_dict(evaluate_model(tiny_model, spec, layout))
+    run = results["runs"][0]
+    assert set(run["tasks"]) == set(TASK_COLUMNS) | set(URBAN100_COLUMNS)
+    for key, sigma in zip(URBAN100_COLUMNS, (15, 25, 50), strict=True):
+        assert results["datasets"][key]["dataset"] == "Urban100"
+        assert results["datasets"][key]["sigma"] == sigma and run["tasks"][key]["n_images"] == 2
+        assert np.isfinite(run["tasks"][key]["psnr"])
+    input_psnr = [results["input"]["tasks"][k]["psnr"] for k in URBAN100_COLUMNS]
+    assert input_psnr == sorted(input_psnr, reverse=True)  # more noise, lower PSNR
+    # the average stays the paper's five columns; Urban100 gets its own columns after it
+    assert run["average"]["psnr"] == pytest.approx(
+        np.mean([run["tasks"][k]["psnr"] for k in TASK_COLUMNS])
+    )
+    header = results_markdown(results).splitlines()[6]
+    assert header.endswith("| Average | Urban100 σ=15 | Urban100 σ=25 | Urban100 σ=50 |")

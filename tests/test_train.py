@@ -17,6 +17,7 @@ import yaml
 
 from dynet.checkpoint import load_weights, save_weights
 from dynet.data import (
+    DENOISE_SIGMAS,
     AllInOneDataset,
     GlobalBatchSampler,
     MissingTrainingFileError,
@@ -404,12 +405,38 @@ def test_finetuning_reads_the_official_layout(tmp_path: Path) -> None:
     fresh = iter(GlobalBatchSampler(len(items), 4, seed=1))
     sixth = [next(fresh) for _ in range(6)][-1]
     assert next(iter(GlobalBatchSampler(len(items), 4, seed=1, start=5))) == sixth
-    # the paper's recipe is the default fine-tuning config
+    # the official recipe is the default fine-tuning config (all of it: tests/test_recipes.py)
     defaults = FinetuneConfig()
     assert (defaults.optim.name, defaults.optim.lr, defaults.batch_size) == ("adamw", 2e-4, 32)
     assert (defaults.warmup_epochs, defaults.cosine_epochs, defaults.epochs) == (15, 150, 120)
-    assert defaults.clamp_output and defaults.model.variant_mode == "all"
+    assert defaults.optim.weight_decay == 0.01 and defaults.lr_every == "epoch"
+    assert not defaults.clamp_output and defaults.model.variant_mode == "official"
     assert [v.label for v in defaults.model.variants] == ["L", "S"]
+    # the official mix: every denoising image 3 times per noise level, rain 120 times
+    official = discover_items(
+        train_dir, list(DENOISE_SIGMAS) + ["derain", "dehaze"],
+        {"denoise": tmp_path / "data" / "denoise.txt"}, defaults.data.repeats,
+    )  # fmt: skip
+    counts = {t: sum(i.task == t for i in official) for t in ("denoise_25", "derain", "dehaze")}
+    assert counts == {"denoise_25": 4 * 3, "derain": 3 * 120, "dehaze": 2}
+
+
+def test_official_mode_trains_l_only_and_the_schedule_steps_per_epoch(tmp_path: Path) -> None:
+    from dynet.train import learning_rate
+
+    train_dir = make_official_layout(tmp_path / "data")
+    config = finetune_config(tmp_path, train_dir, steps=6)
+    config["model"]["variant_mode"] = "official"
+    config.update(warmup_epochs=2, cosine_epochs=4, lr_every="epoch")
+    config["data"]["repeats"] = {}  # 4 x 3 denoise + 3 rain + 2 haze = 17 items: 4 steps/epoch
+    summary = train(build_config(config))
+    assert summary["step"] == 6
+    rows = [json.loads(x) for x in (tmp_path / "log" / "metrics.jsonl").read_text().splitlines()]
+    assert {row["variants"] for row in rows} == {"2x1x1x1"}  # the first variant only
+    lrs = [row["lr"] for row in rows]
+    assert lrs[:4] == [lrs[0]] * 4 and lrs[4] == lrs[5] > lrs[0]  # constant within an epoch
+    optim = build_config(config).optim
+    assert lrs[0] == pytest.approx(learning_rate(0, optim, 2, 4)) == pytest.approx(5e-4)
 
 
 def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
