@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from curation.config import CurationConfig, FetchConfig
@@ -564,6 +565,32 @@ def process_partition(
     return {**result.stats, "skipped": result.skipped}
 
 
+def drop_repeated_keys(staged: pa.Table) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """(staged with one row per key, reject rows for the others). A URL listed in two
+    partitions is fetched in both (a partition drops only its own repeats): the first row of
+    each key (the earliest partition) stays, the others are rejected as ``duplicate_url``."""
+    n = staged.num_rows
+    if n == 0 or len(pc.unique(staged.column("key"))) == n:
+        return staged, []
+    indexed = staged.select(["key"]).append_column("row", pa.array(np.arange(n)))
+    firsts = indexed.group_by("key").aggregate([("row", "min")]).column("row_min").to_numpy()
+    first = np.zeros(n, dtype=bool)
+    first[firsts] = True
+    repeats = staged.filter(pa.array(~first)).select(["key", "url", "source"]).to_pylist()
+    rejects = [
+        {
+            "candidate_id": row["key"],
+            "url": row["url"],
+            "source": row["source"],
+            "stage": "source",
+            "reason": "duplicate_url",
+            "detail": "listed earlier, in another partition",
+        }
+        for row in repeats
+    ]
+    return staged.filter(pa.array(first)), rejects
+
+
 def find_duplicates(
     staged: pa.Table,
     parent: str | None,
@@ -686,6 +713,7 @@ def finish_build(
     """
     cpu, wall = time.process_time(), time.perf_counter()
     staged = plan.area.manifest()  # read once: dedupe and publish both need it
+    staged, repeated = drop_repeated_keys(staged)
     dropped, pairs = find_duplicates(staged, plan.parent, plan.dataset, config, pair_search)
     # dedupe runs alone in this process (every partition is done): its process CPU is its own
     dedupe_times = StageTimes()
@@ -703,6 +731,7 @@ def finish_build(
         max_shard_count=config.publish.max_shard_count,
         license=config.publish.license,
         reject_samples=config.curation.reject_samples,
+        extra_rejects=repeated,
         extra_stats={
             "build_id": plan.area.build_id,
             "near_duplicate_pairs": pairs,

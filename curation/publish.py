@@ -146,6 +146,7 @@ def publish_build(
     area: BuildArea,
     *,
     dropped: dict[str, dict[str, Any]] | None = None,
+    extra_rejects: list[dict[str, Any]] | None = None,
     parent: str | None = None,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     max_shard_count: int = DEFAULT_SHARD_COUNT,
@@ -155,7 +156,8 @@ def publish_build(
     staged: pa.Table | None = None,
     reject_samples: RejectSampleConfig | None = None,
 ) -> PublishedVersion:
-    """Write the kept samples of ``area`` (minus ``dropped``: key -> reject row) as a version.
+    """Write the kept samples of ``area`` (minus ``dropped``: key -> reject row) as a version;
+    ``extra_rejects`` (reject rows, e.g. a URL listed in two partitions) join its rejects.
 
     With ``parent``, the new version first lists every shard of that version unchanged and
     then adds the new samples (dedupe must already have dropped those the parent holds).
@@ -182,7 +184,7 @@ def publish_build(
     sizes = [row["bytes"] for row in rows]
     starts = set(balanced_boundaries(sizes, max_shard_bytes, max_shard_count))
     reader = MemberReader()
-    rejects = [*area.rejects().to_pylist(), *dropped.values()]
+    rejects = [*area.rejects().to_pylist(), *dropped.values(), *(extra_rejects or [])]
     rejects.sort(key=lambda r: (r["candidate_id"], r["stage"], r["reason"]))
     try:
         with dataset.begin_version(
