@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -124,6 +125,19 @@ class FaultServer:
 
     # -- misbehaving routes that need the server's state ---------------------------------------
 
+    def trickle_headers(self) -> Route:
+        """A status line, then header bytes one every 0.1 s until the server stops: no read
+        timeout ever fires, only a deadline over the whole exchange ends it."""
+
+        def handler(h: BaseHTTPRequestHandler, hit: int) -> None:
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not self.stop_event.wait(0.1):
+                h.wfile.write(b"z")
+                h.wfile.flush()
+            h.close_connection = True
+
+        return handler
+
     def stall(self, head: bytes, declared: int, seconds: float = 5.0) -> Route:
         """Send headers and ``head``, then go silent (past any sane read timeout)."""
 
@@ -180,3 +194,13 @@ def http_server_fixture() -> Iterator[FaultServer]:
         yield server
     finally:
         server.stop()
+
+
+def assert_no_secret_in_files(root: Path, secrets: list[bytes]) -> None:
+    """No byte string of ``secrets`` in any file under ``root`` (and there are files)."""
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret not in data, f"{secret!r} in {path}"

@@ -5,59 +5,11 @@ is asserted anywhere (performance lives in the printed figures, not in tests).""
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bench.__main__ import RUNS, Run, execute
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _check_common(result: dict, name: str) -> None:
-    assert result["benchmark"] == name
-    assert isinstance(result["args"], dict)
-    assert result["benchmark_wall_s"] >= 0
-    machine = result["machine"]
-    assert isinstance(machine["cpu_model"], str) and machine["cpu_model"]
-    assert machine["logical_cores"] >= 1 and 1 <= machine["usable_cores"] <= os.cpu_count()
-    assert machine["memory_total_gb"] > 0
-    assert machine["omp_num_threads"] == "1"
-    for key in ("load_average_start", "load_average_end"):
-        assert len(machine[key]) == 3 and all(x >= 0 for x in machine[key])
-    versions = result["versions"]
-    assert versions["python"] == platform.python_version()
-    assert versions["numpy"] == np.__version__
-    for package in ("torch", "pillow", "pyarrow", "prefect"):
-        assert isinstance(versions[package], str) and versions[package][0].isdigit()
-
-
-def bench(name: str, *args: str, timeout: float = 300) -> dict:
-    """Run ``python -m bench.NAME ARGS``; its single JSON object, checked for the shared keys."""
-    proc = _run([f"bench.{name}", *args], timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1, proc.stdout[:2000]
-    result = json.loads(lines[0])
-    assert isinstance(result, dict)
-    _check_common(result, name)
-    return result
+from tests.bench_runner import REPO, bench, check_common, run_module
 
 
 def test_dedupe_search_finds_every_planted_pair():
@@ -103,7 +55,7 @@ def test_curation_accuracy_offline_judges_real_images():
 def test_curation_accuracy_refuses_reserved_packages(tmp_path):
     labels = tmp_path / "labels.tsv"
     labels.write_text("package\tpath\tlabel\nmate-backgrounds\tusr/share/x.jpg\tphoto\n")
-    proc = _run(["bench.curation_accuracy", "--labels", str(labels), "--no-iqa"])
+    proc = run_module(["bench.curation_accuracy", "--labels", str(labels), "--no-iqa"])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"bench.curation_accuracy: error: {labels}: package mate-backgrounds is reserved for "
@@ -130,7 +82,7 @@ def test_shards_writers():
 
 
 def test_bad_arguments_are_one_clear_error():
-    proc = _run(["bench.dedupe", "--n", "10"])
+    proc = run_module(["bench.dedupe", "--n", "10"])
     assert proc.returncode == 2 and proc.stdout == ""
     assert "--n must be at least --queries" in proc.stderr
 
@@ -196,20 +148,20 @@ def test_learning_reports_input_model_and_gain():
     assert all(isinstance(v, bool) for v in result["targets"].values())
 
 
-def test_runner_only_prints_one_line_per_run():
-    proc = _run(["bench", "--only", "shards"])
+def test_runner_only_prints_one_line_perrun_module():
+    proc = run_module(["bench", "--only", "shards"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert result["run"] == "shards" and "error" not in result
-    _check_common(result, "shards")
+    check_common(result, "shards")
     assert result["args"]["n"] == 200  # the runner's quick setting
     assert "1 run(s), 0 failed" in proc.stderr
 
 
 def test_runner_rejects_unknown_names_and_reports_failures():
-    proc = _run(["bench", "--only", "shards,nope"])
+    proc = run_module(["bench", "--only", "shards,nope"])
     assert proc.returncode == 2 and "unknown benchmark(s) nope" in proc.stderr
     failed = execute(Run("broken", "dedupe", ("--n", "1"), ()), full=False, timeout=120)
     assert failed["run"] == "broken" and "exited with status 2" in failed["error"]

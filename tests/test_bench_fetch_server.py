@@ -4,11 +4,9 @@ missing, and the JSON says which one served."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -16,32 +14,20 @@ from pathlib import Path
 import pytest
 
 from bench import fetch as bench_fetch
+from tests.bench_runner import bench, run_module
 
-REPO = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (make bench)")
-
-
-def _bench(*args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.fetch", *args],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)
 
 
 @pytest.mark.parametrize(
     "server", ["python", pytest.param("nginx", marks=needs_nginx)], ids=["python", "nginx"]
 )
 def test_each_server_serves_every_image(server):
-    result = _bench(
-        "--server", server, "--n", "24", "--distinct", "3", "--repeats", "1", "--stages"
-    )
+    result = bench(
+        "fetch", "--server", server, "--n", "24", "--distinct", "3", "--repeats", "1",
+        "--stages", timeout=600,
+    )  # fmt: skip
     assert result["server"] == {"python": "python-threaded", "nginx": "nginx"}[server]
     assert result["accepted"] == 24 and result["args"]["server"] == server
     assert result["floor_mb_per_s"] > 0 and result["ratio_to_floor"] > 0
@@ -56,27 +42,11 @@ def test_each_server_serves_every_image(server):
 
 def test_a_broken_img2dataset_environment_is_one_clear_error(tmp_path):
     missing = tmp_path / "no-such-python"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.fetch",
-            "--server",
-            "python",
-            "--n",
-            "4",
-            "--distinct",
-            "2",
-            "--repeats",
-            "1",
-            "--img2dataset",
-            str(missing),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    proc = run_module(
+        ["bench.fetch", "--server", "python", "--n", "4", "--distinct", "2", "--repeats", "1",
+         "--img2dataset", str(missing)],
         timeout=600,
-    )
+    )  # fmt: skip
     assert proc.returncode == 1 and proc.stdout == ""
     assert (
         proc.stderr.strip()

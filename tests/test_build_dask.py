@@ -25,6 +25,7 @@ from curation.dedupe import (
 from curation.dedupe_dask import DaskPairSearch
 from storage.verify import verify_version
 from storage.versions import Dataset
+from tests.bench_runner import bench
 from tests.build_sources import served_demo_source, small_build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,19 +209,10 @@ def test_dask_build_runs_its_dedupe_on_the_cluster(tmp_path: Path, url_list: Pat
 def test_scale_run_bench_builds_generated_images_on_dask() -> None:
     """bench.scale_run at its tiniest: a Dask build of generated images over HTTP, with the
     global dedupe on the cluster and a memory trace per worker."""
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.scale_run", "--n", "120", "--partition-size", "40"]
-        + ["--sample-s", "1", "--fetch-threads", "4"],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    [line] = run.stdout.strip().splitlines()
-    result = json.loads(line)
-    assert result["benchmark"] == "scale_run"
+    result = bench(
+        "scale_run", "--n", "120", "--partition-size", "40", "--sample-s", "1",
+        "--fetch-threads", "4", timeout=900,
+    )  # fmt: skip
     assert result["candidates"] == 120 and result["partitions"] == 3
     assert result["candidates_per_s"] > 0 and result["dedupe_backend"] == "dask"
     assert result["kept"] + result["rejected"] == 120

@@ -29,6 +29,7 @@ from tests import curation_images as images
 from tests.http_fixtures import (
     FaultServer,
     Route,
+    assert_no_secret_in_files,
     body,
     fail_then,
     http_server_fixture,  # noqa: F401 (registers the http_server fixture)
@@ -257,21 +258,8 @@ def test_politeness_reasons_are_catalogued() -> None:
 # -- deadline and breaker ------------------------------------------------------------------------
 
 
-def _trickle(server: FaultServer) -> Route:
-    """A status line, then header bytes one every 0.1 s, forever: no read timeout ever fires."""
-
-    def handler(h, hit: int) -> None:
-        h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-        while not server.stop_event.wait(0.1):
-            h.wfile.write(b"z")
-            h.wfile.flush()
-        h.close_connection = True
-
-    return handler
-
-
 def test_trickled_headers_end_at_the_url_deadline(http_server: FaultServer) -> None:
-    url = http_server.route("/trickle.jpg", _trickle(http_server))
+    url = http_server.route("/trickle.jpg", http_server.trickle_headers())
     config = FETCH.model_copy(update={"total_timeout_s": 1.5})
     started = time.monotonic()
     with Fetcher(config) as fetcher, pytest.raises(Rejection) as info:
@@ -285,7 +273,7 @@ def test_trickled_headers_end_at_the_url_deadline(http_server: FaultServer) -> N
 def test_unresponsive_host_is_cut_and_its_other_urls_rejected_fast(
     http_server: FaultServer, tmp_path: Path
 ) -> None:
-    slow = [http_server.route(f"/slow-{i}.jpg", _trickle(http_server)) for i in range(12)]
+    slow = [http_server.route(f"/slow-{i}.jpg", http_server.trickle_headers()) for i in range(12)]
     fetch = FETCH.model_copy(
         update={"total_timeout_s": 1.5, "host_failure_limit": 2, "per_host_limit": 2}
     )
@@ -400,12 +388,9 @@ def test_credentials_never_reach_a_published_file(tmp_path: Path) -> None:
     assert host.host == f"127.0.0.1:{server.port}"
     assert host.counts == {"robots_txt": 1, "tdm_reservation": 1, "x_robots_tag": 1}
     assert "Politeness: refusals per host" in page and f"127.0.0.1:{server.port}" in page
-    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
-    assert len(files) > 5
-    for path in files:
-        data = path.read_bytes()
-        for secret in (SECRET.encode(), token.encode(), b"alice:", b"bob:"):
-            assert secret not in data, f"{secret!r} in {path}"
+    assert_no_secret_in_files(
+        tmp_path / "out", [SECRET.encode(), token.encode(), b"alice:", b"bob:"]
+    )
 
 
 def test_a_url_waits_for_its_host_at_most_max_host_wait() -> None:
