@@ -58,21 +58,9 @@ def split(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def crops(regions: list[np.ndarray], count: int, size: int, seed: int) -> list[np.ndarray]:
     """``count`` random square crops (40-100 % of the region's short side, resized to ``size``,
     randomly mirrored), taken from the regions in turn."""
-    from PIL import Image
+    from dynet.demo_layout import random_crops
 
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        region = regions[i % len(regions)]
-        h, w = region.shape[:2]
-        side = int(min(h, w) * rng.uniform(0.4, 1.0))
-        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = region[top : top + side, left : left + side]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        image = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.LANCZOS)
-        out.append(np.asarray(image))
-    return out
+    return list(random_crops(regions, count, size, seed, share=(0.4, 1.0)))
 
 
 def write_shards(folder: Path, images: list[np.ndarray]) -> list[str]:

@@ -36,23 +36,35 @@ class DemoLayout:
     counts: dict[str, int]
 
 
-def clean_images(count: int, size: int, seed: int = 0) -> Iterator[np.ndarray]:
-    """``count`` clean ``size`` x ``size`` RGB uint8 images: random crops (50-90 % of the
-    short side, randomly mirrored) of scikit-image's photographs, taken in turn."""
-    import skimage.data
-
+def random_crops(
+    photos: list[np.ndarray],
+    count: int,
+    size: int,
+    seed: int = 0,
+    share: tuple[float, float] = (0.5, 0.9),
+) -> Iterator[np.ndarray]:
+    """``count`` ``size`` x ``size`` random square crops (``share`` of the short side,
+    randomly mirrored, resized) of ``photos`` (RGB uint8 arrays), taken in turn."""
     rng = np.random.default_rng(seed)
-    photos = [np.asarray(getattr(skimage.data, name)())[..., :3] for name in SKIMAGE_PHOTOS]
     for i in range(count):
         photo = photos[i % len(photos)]
         h, w = photo.shape[:2]
-        side = int(min(h, w) * rng.uniform(0.5, 0.9))
+        side = int(min(h, w) * rng.uniform(*share))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = photo[top : top + side, left : left + side]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         image = Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.LANCZOS)
         yield np.asarray(image)
+
+
+def clean_images(count: int, size: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` clean ``size`` x ``size`` RGB uint8 images: random crops (50-90 % of the
+    short side, randomly mirrored) of scikit-image's photographs, taken in turn."""
+    import skimage.data
+
+    photos = [np.asarray(getattr(skimage.data, name)())[..., :3] for name in SKIMAGE_PHOTOS]
+    return random_crops(photos, count, size, seed)
 
 
 def add_rain(image: np.ndarray, seed: int) -> np.ndarray:
