@@ -27,7 +27,7 @@ timeout 230 "$PY" bench/train.py --device cuda --precision bf16 --batch 8 --size
 
 "$PY" - "$WORK/shards" <<'EOF'
 import sys
-from storage.demo_data import encode, photo_like
+from flows.demo.data import encode, photo_like
 from storage.shards import Sample, ShardWriter
 with ShardWriter(sys.argv[1], max_count=32) as writer:
     for i in range(128):

@@ -44,7 +44,7 @@ HEADLINE = ("denoise_25", "derain", "dehaze")
 def photos() -> list[np.ndarray]:
     import skimage.data
 
-    from dynet.demo_layout import SKIMAGE_PHOTOS
+    from flows.demo.layout import SKIMAGE_PHOTOS
 
     return [np.asarray(getattr(skimage.data, name)())[..., :3] for name in SKIMAGE_PHOTOS]
 
@@ -58,13 +58,13 @@ def split(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def crops(regions: list[np.ndarray], count: int, size: int, seed: int) -> list[np.ndarray]:
     """``count`` random square crops (40-100 % of the region's short side, resized to ``size``,
     randomly mirrored), taken from the regions in turn."""
-    from dynet.demo_layout import random_crops
+    from flows.demo.layout import random_crops
 
     return list(random_crops(regions, count, size, seed, share=(0.4, 1.0)))
 
 
 def write_shards(folder: Path, images: list[np.ndarray]) -> list[str]:
-    from storage.demo_data import encode
+    from flows.demo.data import encode
     from storage.shards import Sample, ShardWriter
 
     with ShardWriter(str(folder), max_count=64) as writer:
@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from dynet.demo_layout import write_layout
     from dynet.train_config import FinetuneConfig, PretrainConfig
+    from flows.demo.layout import write_layout
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

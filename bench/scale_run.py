@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.scale_run --n 20000 --workers 2
     .venv/bin/python -m bench.scale_run --n 1000000 --workers 2 --sample-s 10
 
-The candidates are URLs of a local HTTP server (:class:`curation.demo_server.DemoServer`, in a
+The candidates are URLs of a local HTTP server (:class:`flows.demo.server.DemoServer`, in a
 process of its own) that draws each image when it is asked for: a ``--side``-pixel crop of one
 of scikit-image's photos at a position (and mirror) derived from the URL's number, JPEG q90.
 Nearby positions give near duplicates and repeated positions byte-identical ones, so the global
@@ -76,7 +76,7 @@ class GeneratedImages:
 
 
 def _serve(side: int, urls: multiprocessing.Queue, stop: Any) -> None:
-    from curation.demo_server import DemoServer
+    from flows.demo.server import DemoServer
 
     server = DemoServer({})
     server.files = GeneratedImages(side)  # type: ignore[assignment]  # drawn on demand

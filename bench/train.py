@@ -32,7 +32,7 @@ from bench.common import Report
 from dynet.data import PatchStream
 from dynet.degrade import DegradationRecipe
 from dynet.registry import create_model, to_channels_last
-from storage.demo_data import encode, photo_like
+from flows.demo.data import encode, photo_like
 from storage.shards import Sample, ShardWriter
 
 

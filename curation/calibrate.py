@@ -11,7 +11,7 @@ sample; for a higher-is-better one the (100 - P)-th. The result is a YAML fragme
 ``mird build --config`` reads directly (``quality.metrics`` and ``quality.thresholds``), with
 comments giving the evidence per metric.
 
-No Prefect here: the CLI (``flows/cmd_calibrate.py``) only parses options and prints.
+No Prefect here: the CLI (``flows/cli/calibrate.py``) only parses options and prints.
 """
 
 from __future__ import annotations

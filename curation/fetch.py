@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Reject reasons that are the crawler's politeness (a host's wish or its health), each its own
-#: code; the dashboard counts them per host (``flows.dashboard_politeness``).
+#: code; the dashboard counts them per host (``flows.dashboard.politeness``).
 POLITENESS_REASONS = (
     "robots_txt",  # disallowed by the host's robots.txt
     "robots_txt_unavailable",  # robots.txt answered 5xx/429 or not at all: all disallowed

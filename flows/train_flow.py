@@ -3,7 +3,7 @@
 Training runs as a subprocess (`torchrun` for GPUs, plain Python on the CPU) in its own process
 group: a cancelled or crashed flow run kills the whole group, so no orphaned DDP workers keep
 a GPU; a flow-run process killed outright (SIGKILL) gets its trainer a SIGTERM from the kernel
-(``flows.lifetime``: parent-death signal), on which it checkpoints and torchrun stops its ranks.
+(``flows.cli.lifetime``: parent-death signal), on which it checkpoints and torchrun stops its ranks.
 The trainer checkpoints atomically and resumes by itself, so a retried run continues.
 """
 
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curation.build import BuildConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig
-from flows.lifetime import popen_kwargs
+from flows.cli.lifetime import popen_kwargs
 from storage.config_errors import validate_config
 
 #: Where a deployment run's parameters come from, for configuration errors.

@@ -4,7 +4,7 @@ A weekly rebuild publishes v7 after v6; :func:`diff_versions` says, without SQL,
 were added (per source), which were removed and why (the newer version's reject reason for
 that candidate, or ``not a candidate`` when the newer build did not list it at all), how the
 reject counts per reason moved, and which configuration fields differ between the two builds
-(from each version's ``stats.json``). ``mird diff`` prints it (``flows/cmd_diff.py``).
+(from each version's ``stats.json``). ``mird diff`` prints it (``flows/cli/diff.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from curation.demo_source import write_demo_source
+from flows.demo.source import write_demo_source
 from tests.http_fixtures import FaultServer, body
 
 

@@ -2,7 +2,7 @@
 download) and the hard cases derived from them, plus graphics: each with the decision a correct
 content gate gives it. Deterministic: the same call gives the same pixels.
 
-Hard cases a restoration dataset wants (kept), made by ``curation.demo_hard_cases`` (the demo
+Hard cases a restoration dataset wants (kept), made by ``flows.demo.hard_cases`` (the demo
 source makes the same kinds): shallow depth of field (a sharp subject over ~25 % of the frame,
 the rest blurred with sigma 8 px), haze and mist (transmission 0.4-0.6 towards a grey-blue
 airlight), low key and night (gamma ~2.4 with a few lights), sky and water (more than half of
@@ -24,7 +24,7 @@ import skimage.data
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from curation import demo_hard_cases as hard
+from flows.demo import hard_cases as hard
 from tests import curation_images
 
 REAL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
@@ -40,7 +40,7 @@ def real_photo(name: str) -> Image.Image:
 
 
 # ------------------------------------------------------------------------- hard cases (kept)
-# The transforms live in curation.demo_hard_cases (the demo source makes the same kinds).
+# The transforms live in flows.demo.hard_cases (the demo source makes the same kinds).
 
 
 def shallow_dof(name: str, **options) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from storage.demo_data import encode, photo_like
+from flows.demo.data import encode, photo_like
 from storage.shards import Sample
 from storage.versions import Dataset, PublishedVersion
 

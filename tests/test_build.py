@@ -19,7 +19,7 @@ from curation.build import (
     process_partition,
     run_build,
 )
-from curation.demo_source import write_demo_source
+from flows.demo.source import write_demo_source
 from storage.verify import verify_version
 from tests.http_fixtures import (
     FaultServer,

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from curation.build import BuildConfig
-from flows.cmd_build import NOTHING_KEPT_HINT
+from flows.cli.build import NOTHING_KEPT_HINT
 from storage.config_errors import ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[1]

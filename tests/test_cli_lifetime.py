@@ -1,7 +1,7 @@
 """A killed `mird` leaves nothing running, and a rebuild with nothing new publishes nothing.
 
 `mird` is killed alone (SIGKILL to its pid, not to its process group): whatever it started
-must end by itself (``flows.lifetime``). The process table is read from /proc (Linux).
+must end by itself (``flows.cli.lifetime``). The process table is read from /proc (Linux).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.lifetime import die_with_parent
+from flows.cli.lifetime import die_with_parent
 from tests.build_sources import served_demo_source, small_build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def _server(seen: dict[int, tuple[str, str]]) -> bool:
 def test_parent_death_signal_kills_the_child():
     # A parent that starts `sleep` with die_with_parent, then is killed: sleep goes too.
     script = (
-        "import subprocess, sys, time; from flows.lifetime import popen_kwargs; "
+        "import subprocess, sys, time; from flows.cli.lifetime import popen_kwargs; "
         "p = subprocess.Popen(['sleep', '300'], **popen_kwargs()); "
         "print(p.pid, flush=True); time.sleep(300)"
     )

@@ -17,11 +17,11 @@ from pydantic import BaseModel, ValidationError
 
 from curation.build import BuildConfig, run_build
 from curation.config import SourceConfig
-from curation.demo_source import demo_candidates
 from curation.sources import SourceError, iter_candidates
 from dynet.train_config import ConfigError, FinetuneConfig, PretrainConfig, load_config
-from flows.cmd_build import NOTHING_KEPT_HINT, funnel_summary
-from flows.config_reference import SECTIONS, docstring_summary, load_model, walk
+from flows.cli.build import NOTHING_KEPT_HINT, funnel_summary
+from flows.cli.config_reference import SECTIONS, docstring_summary, load_model, walk
+from flows.demo.source import demo_candidates
 from tests.http_fixtures import (
     FaultServer,
     body,

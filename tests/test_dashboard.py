@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from curation.publish import publish_build
 from curation.reject_samples import sample_row, thumbnail_jpeg
 from flows.dashboard import DashboardError, build_dashboard, collect
+from flows.demo.data import encode, photo_like
 from storage.build_area import BuildArea
-from storage.demo_data import encode, photo_like
 from storage.errors import VersionNotFoundError
 from storage.shards import Sample
 from storage.versions import Dataset
@@ -292,7 +292,7 @@ def test_bad_inputs_give_one_line_errors(dataset, tmp_path):
 
 
 def test_cli_writes_and_prints_the_page(dataset, tmp_path):
-    from flows.cli import app
+    from flows.cli.app import app
 
     result = CliRunner().invoke(app, ["dashboard", dataset.uri, "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output

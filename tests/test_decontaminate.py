@@ -12,9 +12,9 @@ from PIL import Image
 from curation.build import BuildConfig, plan_build, run_build
 from curation.build_options import merge_options
 from curation.decontaminate import TestSetError, test_set_index
-from curation.demo_source import write_demo_source
 from curation.hashing import perceptual_hash64
 from curation.quality import open_reduced
+from flows.demo.source import write_demo_source
 from tests.real_images import REAL_PHOTOS, real_photo
 
 

@@ -15,7 +15,7 @@ from dynet.degrade import (
     choose_op,
     extension_ops,
 )
-from storage.demo_data import photo_like
+from flows.demo.data import photo_like
 
 
 def photo(size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -93,7 +93,7 @@ def test_demo_never_clears_a_folder_it_did_not_write(tmp_path):
 
 
 def test_at_scale_parameters_validate_and_leave_the_demo_config_alone(tmp_path):
-    from flows.demo import DemoSettings, at_scale, deployment_params, pipeline_config
+    from flows.demo.flow import DemoSettings, at_scale, deployment_params, pipeline_config
 
     demo = pipeline_config(DemoSettings(out=tmp_path), tmp_path / "u.txt", tmp_path, tmp_path / "d")
     before = demo.model_dump(mode="json")

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from dynet.data import discover_items
-from dynet.demo_layout import write_demo_layout
 from dynet.evaluate import discover_task
+from flows.demo.layout import write_demo_layout
 
 
 @pytest.fixture(scope="module")

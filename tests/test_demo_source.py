@@ -13,8 +13,9 @@ from PIL import Image
 
 from curation.build import BuildConfig, run_build
 from curation.config import SourceConfig
-from curation.demo_server import DemoServer, write_url_list
-from curation.demo_source import (
+from curation.sources import iter_candidates
+from flows.demo.server import DemoServer, write_url_list
+from flows.demo.source import (
     BAD_KIND_SHARES,
     HARD_CASES,
     KEEP,
@@ -24,7 +25,6 @@ from curation.demo_source import (
     web_candidates,
     write_demo_source,
 )
-from curation.sources import iter_candidates
 
 COUNT = 60
 DEDUPED = {KEEP, REASON_DUPLICATE, REASON_NEAR_DUPLICATE}  # which copy is kept: policy's call

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from curation.build import BuildConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig, build_config
-from flows import config_reference
-from flows.cli import app
+from flows.cli import config_reference
+from flows.cli.app import app
 from flows.train_flow import PipelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ def value_at(model: BaseModel, path: str) -> Any:
 
 def test_configuration_reference_is_generated_from_the_models():
     assert CONFIG_DOC.read_text(encoding="utf-8") == config_reference.generate(), (
-        "docs/configuration.md is stale: python -m flows.config_reference --write "
+        "docs/configuration.md is stale: python -m flows.cli.config_reference --write "
         "docs/configuration.md"
     )
 

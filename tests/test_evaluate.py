@@ -255,7 +255,7 @@ def test_tiled_inference_is_recorded_and_matches_whole_for_one_tile(
 def test_cli_writes_the_full_table(
     variant: str, labels: list[str], layout: Path, tiny_model: torch.nn.Module, tmp_path: Path
 ) -> None:
-    from flows.cli import app
+    from flows.cli.app import app
 
     weights = save_weights(tiny_model, tmp_path / "tiny.safetensors")
     out = tmp_path / "eval"

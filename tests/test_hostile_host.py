@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 from curation.build import BuildConfig, run_build
-from curation.demo_source import write_demo_source
+from flows.demo.source import write_demo_source
 from tests import curation_images as images
 from tests.http_fixtures import FaultServer, assert_no_secret_in_files, body, redirect, send, status
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from curation.patches import PatchConfig, cut_patches, extract_patches, grid_positions
-from storage.demo_data import encode, photo_like
+from flows.demo.data import encode, photo_like
 from storage.shards import Sample
 from storage.verify import verify_version
 from storage.versions import Dataset

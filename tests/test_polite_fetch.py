@@ -14,7 +14,6 @@ import pytest
 
 from curation.build import BuildConfig, is_transient, run_build
 from curation.config import CurationConfig, FetchConfig, ProbeConfig
-from curation.demo_source import write_demo_source
 from curation.fetch import POLITENESS_REASONS, TDMREP_PATH, Fetcher
 from curation.host_policy import HostPolicy
 from curation.optout import parse_tdmrep
@@ -24,6 +23,7 @@ from curation.robots import parse_robots, product_token
 from curation.sources import candidate_id
 from curation.urls import redact_url, split_credentials
 from flows.dashboard import build_dashboard, collect
+from flows.demo.source import write_demo_source
 from storage.versions import Dataset
 from tests import curation_images as images
 from tests.http_fixtures import (

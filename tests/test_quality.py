@@ -360,7 +360,7 @@ def test_missing_weights_fail_fast_and_cached_weights_load(tmp_path: Path) -> No
 def test_weights_fetch_cli_help_and_clear_errors(monkeypatch, capsys) -> None:
     from huggingface_hub import constants
 
-    from flows import cli
+    from flows.cli import app as cli
 
     runner = CliRunner()
     help_result = runner.invoke(cli.app, ["weights", "fetch", "--help"])

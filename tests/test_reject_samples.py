@@ -18,7 +18,6 @@ from PIL import Image
 
 from curation.build import BuildConfig, run_build
 from curation.config import RejectSampleConfig
-from curation.demo_source import write_demo_source
 from curation.publish import publish_build
 from curation.records import Candidate, Reject
 from curation.reject_samples import (
@@ -28,6 +27,7 @@ from curation.reject_samples import (
     thumbnail_jpeg,
 )
 from flows.dashboard import build_dashboard, collect
+from flows.demo.source import write_demo_source
 from storage.build_area import BuildArea
 from storage.verify import verify_version
 from storage.versions import Dataset

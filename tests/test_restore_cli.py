@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from dynet import WeightsNotFoundError, create_model, save_weights
 from dynet.tiling import TilingError, blend_ramp, restore_tensor, tile_starts
-from flows.cmd_restore import ImageInputError, ImageNotFoundError, register, restore_images
+from flows.cli.restore import ImageInputError, ImageNotFoundError, register, restore_images
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"dim": 8, "prompt_channels": (8, 8, 16), "prompt_sizes": (8, 4, 2)}

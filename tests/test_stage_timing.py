@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from curation.build import BuildConfig, run_build
-from curation.demo_source import write_demo_source
 from curation.partition import STAGES
 from flows.dashboard import build_dashboard
+from flows.demo.source import write_demo_source
 from storage.versions import Dataset
 from tests.browser import PAGE_CHECKS, Page, chromium
 

@@ -31,7 +31,7 @@ from dynet.registry import create_model
 from dynet.train import TrainingError, train
 from dynet.train_config import ConfigError, FinetuneConfig, build_config, load_config
 from dynet.train_state import CheckpointManager
-from storage.demo_data import encode, photo_like
+from flows.demo.data import encode, photo_like
 from storage.shards import Sample, ShardWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -505,7 +505,7 @@ def test_mird_train_pretrains_on_a_published_patches_version(tmp_path: Path) -> 
     from typer.testing import CliRunner
 
     from curation.patches import PatchConfig, extract_patches
-    from flows.cli import app
+    from flows.cli.app import app
     from storage.versions import Dataset
     from tests.storage_helpers import make_samples, publish
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from curation.build import BuildConfig, run_build
-from flows.cli import app
+from flows.cli.app import app
 from flows.dashboard import build_dashboard
 from tests.real_images import encoded, real_photo
 

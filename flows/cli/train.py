@@ -67,9 +67,9 @@ def register(app: typer.Typer) -> None:
                 *(["--config", str(config)] if config else []),
                 *(overrides or []),
             ]
-            from flows.lifetime import popen_kwargs
+            from flows.cli.lifetime import popen_kwargs
 
-            # torchrun gets SIGTERM if `mird` dies: it stops its ranks (flows.lifetime)
+            # torchrun gets SIGTERM if `mird` dies: it stops its ranks (flows.cli.lifetime)
             status = subprocess.call(command, **popen_kwargs(signal.SIGTERM))
             if status:
                 raise RuntimeError(f"training processes failed (exit status {status})")

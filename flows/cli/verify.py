@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from flows.console import progress_bars
+        from flows.cli.console import progress_bars
         from storage.verify import resolve_target, verify_version
 
         console = Console(stderr=True)

@@ -80,7 +80,7 @@ def restore_images(
     from dynet.imaging import to_uint8_image
     from dynet.promptir import PromptIR
     from dynet.tiling import iter_tiles, restore_tensor
-    from flows.console import progress_bars
+    from flows.cli.console import progress_bars
 
     if not images:
         raise ValueError("no input images given")

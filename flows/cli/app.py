@@ -1,6 +1,6 @@
 """The `mird` command line.
 
-Each command lives in its own `flows/cmd_*.py` module exposing `register(app)`; this file
+Each command lives in its own `flows/cli/*.py` module exposing `register(app)`; this file
 only assembles them and turns any error into one line on stderr (set `MIRD_DEBUG=1` for the
 traceback); a configuration error prints one line per failing field. Heavy imports (torch,
 prefect) stay inside the commands so `mird --help` is fast.
@@ -19,19 +19,19 @@ import sys
 import typer
 
 COMMAND_MODULES: list[str] = [
-    "flows.cmd_verify",
-    "flows.cmd_demo",
-    "flows.cmd_build",
-    "flows.cmd_server",
-    "flows.cmd_patches",
-    "flows.cmd_evaluate",
-    "flows.cmd_weights",
-    "flows.cmd_restore",
-    "flows.cmd_train",
-    "flows.cmd_dashboard",
-    "flows.cmd_explain",
-    "flows.cmd_calibrate",
-    "flows.cmd_diff",
+    "flows.cli.verify",
+    "flows.cli.demo",
+    "flows.cli.build",
+    "flows.cli.server",
+    "flows.cli.patches",
+    "flows.cli.evaluate",
+    "flows.cli.weights",
+    "flows.cli.restore",
+    "flows.cli.train",
+    "flows.cli.dashboard",
+    "flows.cli.explain",
+    "flows.cli.calibrate",
+    "flows.cli.diff",
 ]
 
 app = typer.Typer(

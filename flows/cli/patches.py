@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             mird patches data/datasets/million-ird/v2 --size 256 --stride 192
         """
         from curation.patches import PatchConfig, extract_patches
-        from flows.console import progress_bars
+        from flows.cli.console import progress_bars
         from storage.config_errors import validate_config
         from storage.verify import resolve_target
 

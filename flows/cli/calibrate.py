@@ -12,7 +12,7 @@ def _progress_reporter(total: int):  # noqa: ANN202 - (callback, close)
     """A bar on a terminal; otherwise a line on stderr every 10 images (and at the end)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
 
-    from flows.console import progress_bars
+    from flows.cli.console import progress_bars
 
     bar = progress_bars(
         "[progress.description]{task.description}",

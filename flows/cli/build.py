@@ -163,8 +163,8 @@ def register(app: typer.Typer) -> None:
 
         import flows.build_flow as build_flow
         from curation.build import NothingKeptError
-        from flows.console import progress_bars
-        from flows.lifetime import start_prefect_server
+        from flows.cli.console import progress_bars
+        from flows.cli.lifetime import start_prefect_server
 
         if not verbose:
             quiet_prefect_services()

@@ -221,9 +221,9 @@ class StageProgress:
 def run_demo(settings: DemoSettings, echo: Callable[[str], None]) -> DemoResult:
     """Source -> server -> `million-ird-pipeline` -> verify; everything under ``settings.out``."""
     import flows.build_flow as build_flow
-    from curation.demo_server import DemoServer, write_url_list
-    from curation.demo_source import web_candidates
-    from dynet.demo_layout import write_demo_layout
+    from flows.demo.layout import write_demo_layout
+    from flows.demo.server import DemoServer, write_url_list
+    from flows.demo.source import web_candidates
     from flows.train_flow import million_ird_pipeline
     from storage.verify import verify_version
     from storage.versions import Dataset

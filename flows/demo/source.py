@@ -4,7 +4,7 @@ images: nothing is downloaded.
 - :func:`demo_candidates` / :func:`write_demo_source`: twelve small files (real photographs
   plus a near-duplicate copy, a blurred shot, a logo, a page, a thumbnail), for fast tests.
 - :func:`web_candidates`: a few hundred high-resolution candidates that look like a scrape of
-  the web, to be served over HTTP by :mod:`curation.demo_server` (``mird demo``).
+  the web, to be served over HTTP by :mod:`flows.demo.server` (``mird demo``).
 
 Each candidate comes with the outcome a correct build gives it: "keep" or the reject reason.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import skimage.data
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from curation import demo_hard_cases as hard
+from flows.demo import hard_cases as hard
 
 #: Real colour photographs that pass the default filters and IQA thresholds (the rocket,
 #: NIQE 6.5 at its size and 9.5 on a 512 px proxy, failed the former NIQE threshold of 8).
@@ -113,7 +113,7 @@ BAD_KIND_SHARES: dict[str, float] = {
 #: Real photographs bundled with scikit-image that pass the default filters once brought to
 #: size (``_bring_to_size``); the rest of the good ones are generated scenes.
 REAL_PHOTOS = ("astronaut", "coffee", "immunohistochemistry", "rocket", "motorcycle")
-#: Real photographs of the kinds a global gate wrongly rejects (``curation.demo_hard_cases``:
+#: Real photographs of the kinds a global gate wrongly rejects (``flows.demo.hard_cases``:
 #: shallow depth of field, mist, night, sky, water), made at the photograph's own size and
 #: brought to size like the others; all planned as kept, so a gate that throws them away fails
 #: the demo's outcome check. (name, photograph, mirrored, transform): a transform that keeps

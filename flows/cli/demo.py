@@ -1,4 +1,4 @@
-"""`mird demo`: the main job end to end, on embedded defaults (see `flows.demo`)."""
+"""`mird demo`: the main job end to end, on embedded defaults (see `flows.demo.flow`)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def register(app: typer.Typer) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")  # errors: one line
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        from flows.cmd_build import quiet_prefect_services
-        from flows.demo import DemoSettings, run_demo
+        from flows.cli.build import quiet_prefect_services
+        from flows.demo.flow import DemoSettings, run_demo
 
         quiet_prefect_services()
-        from flows.lifetime import start_prefect_server
+        from flows.cli.lifetime import start_prefect_server
 
         start_prefect_server()  # from this thread, so that it dies with this process
         settings = DemoSettings(

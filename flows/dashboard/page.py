@@ -5,10 +5,10 @@ and writes ``ROOT/NAME/dashboard/index.html`` (atomically): the funnel per stage
 per-source counts, resolution and aspect histograms, IQA score distributions with the
 thresholds drawn, near-duplicate clusters, seeded random kept and rejected examples, and the
 history of every published version. Charts are hand-written SVG and the little CSS/JS there is
-comes from ``dashboard_assets/`` inlined, so the page needs no network to view.
+comes from ``assets/`` inlined, so the page needs no network to view.
 
 Thumbnails: kept samples are read from the version's shards. Rejects are shown reason by
-reason (``flows.dashboard_rejects``) from the thumbnails the version keeps of a sample of them
+reason (``flows.dashboard.rejects``) from the thumbnails the version keeps of a sample of them
 (``vN/reject_samples``: candidates rejected after their image was decoded). A reason without
 stored thumbnails shows drawn examples: with an image where its bytes survive in a build's
 staging area (``ROOT/NAME/_builds/*/partitions/*``, kept until the build area is removed),
@@ -33,10 +33,10 @@ from typing import Any
 import duckdb
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from flows.dashboard_politeness import HostRefusals, host_refusals, section_politeness
-from flows.dashboard_rejects import ReasonGroup, reason_groups, sample_files, section_rejected
-from flows.dashboard_since import SinceData, section_since, since_previous
-from flows.dashboard_stages import StageRow, section_stages, stage_rows
+from flows.dashboard.politeness import HostRefusals, host_refusals, section_politeness
+from flows.dashboard.rejects import ReasonGroup, reason_groups, sample_files, section_rejected
+from flows.dashboard.since import SinceData, section_since, since_previous
+from flows.dashboard.stages import StageRow, section_stages, stage_rows
 from storage.atomic import atomic_write_bytes
 from storage.errors import StorageError, VersionNotFoundError
 from storage.schemas import IQA_COLUMNS
@@ -44,7 +44,7 @@ from storage.shards import MemberLocation, MemberReader, index_tar
 from storage.uri import is_local, join, unstrip
 from storage.versions import Dataset, PublishedVersion
 
-ASSETS = Path(__file__).with_name("dashboard_assets")
+ASSETS = Path(__file__).with_name("assets")
 THUMB_SIDE = 160
 HIST_BINS = 24
 KEPT_EXAMPLE_SHARDS = 4
@@ -1098,7 +1098,7 @@ def _section_kept(d: DashboardData) -> str:
 
 
 def _section_rejected(d: DashboardData) -> str:
-    """Reason by reason (flows.dashboard_rejects); drawn examples where none is stored."""
+    """Reason by reason (flows.dashboard.rejects); drawn examples where none is stored."""
     stored = {g.label for g in d.reject_groups if g.samples}
     drawn = [t for t in d.rejected_examples if t.reason and t.reason not in stored]
     fallback: dict[str, list[str]] = {}

@@ -1,0 +1,1 @@
+"""The `mird` command line: one module per command (see :mod:`flows.cli.app`)."""
