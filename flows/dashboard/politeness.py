@@ -7,8 +7,8 @@ ones the crawl gave up on, and how many candidates each cost; ``http_429`` (the 
 to slow down) is counted beside them. Hosts come from the rejects' URLs (credentials are never
 stored; an old version's user-info is cut here all the same).
 
-Kept apart from ``flows.dashboard`` (which calls :func:`host_refusals` and
-:func:`section_politeness`), and importing nothing from it.
+One section of the dashboard package: ``flows.dashboard.collect`` calls :func:`host_refusals`
+and ``flows.dashboard.render`` :func:`section_politeness`; it imports nothing of the package.
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ with the count of rejects, the threshold(s) that fired (read from the rejects' `
 e.g. ``blur_laplacian_var=120 < 150``, so no measurement name is known here), then a grid of
 thumbnails, each with its measurements; the measurements named in the detail are highlighted.
 Reasons without stored thumbnails (rejected before any decode, or a version published before
-thumbnails existed) show the examples ``flows.dashboard`` drew, with or without an image.
+thumbnails existed) show the examples ``flows.dashboard.collect`` drew, with or without an
+image.
 
-Kept apart from ``flows.dashboard`` (which calls :func:`reason_groups` and
-:func:`section_rejected`), and importing nothing from it, so each stays readable.
+One section of the dashboard package: ``flows.dashboard.collect`` calls :func:`reason_groups`
+and ``flows.dashboard.sections`` :func:`section_rejected`; it imports nothing of the package.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The dashboard's "Since the previous version": what ``mird diff`` says about this version
 and its parent, with thumbnails of a few added and a few removed samples.
 
-Kept apart from ``flows.dashboard`` (which calls :func:`since_previous` and
-:func:`section_since`), and importing nothing from it: thumbnails come through the callable it
-passes (shard, key) -> (data URI or None, why not).
+One section of the dashboard package: ``flows.dashboard.collect`` calls :func:`since_previous`
+and ``flows.dashboard.render`` :func:`section_since`; it imports nothing of the package:
+thumbnails come through the callable collect passes (shard, key) -> (data URI or None, why not).
 """
 
 from __future__ import annotations

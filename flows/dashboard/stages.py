@@ -7,8 +7,8 @@ CPU seconds per candidate of the build, items per CPU second (what one core does
 seconds summed over threads (waits included: network, politeness, the scoring slots) and
 the stage's share of the CPU. A version published before stages were timed shows nothing.
 
-Kept apart from ``flows.dashboard`` (which calls :func:`stage_rows` and
-:func:`section_stages`), and importing nothing from it.
+One section of the dashboard package: ``flows.dashboard.collect`` calls :func:`stage_rows` and
+``flows.dashboard.render`` :func:`section_stages`; it imports nothing of the package.
 """
 
 from __future__ import annotations
