@@ -119,6 +119,19 @@ def test_mscn_and_flat_windows_match_pyiqa() -> None:
     assert np.array_equal(np.sign(ours32), np.sign(reference32))
 
 
+def test_flat_mscn_table_is_pyiqas_residue_for_every_level() -> None:
+    """Each level's entry equals pyiqa's own float32 coefficient in the middle of a constant
+    image (the table must not depend on how torch batches its convolution on this CPU)."""
+    from pyiqa.archs.func_util import normalize_img_with_gauss
+
+    table = iqa_fast.flat_mscn_table()
+    levels = torch.arange(256, dtype=torch.float32)
+    for level in levels:
+        image = torch.full((1, 1, 24, 24), float(level))
+        coefficient = normalize_img_with_gauss(image, padding="same")[0, 0, 12, 12]
+        assert table[int(level)] == coefficient.item(), int(level)
+
+
 def test_luma_rounds_like_pyiqa() -> None:
     from pyiqa.utils.color_util import to_y_channel
 
