@@ -120,7 +120,8 @@ def serve(folder: Path) -> tuple[subprocess.Popen, str]:
 
 
 def run_mode(mode: str, folder: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from curation.build import BuildConfig, run_build
+    from curation.build import run_build
+    from curation.config import BuildConfig
 
     server = None
     try:

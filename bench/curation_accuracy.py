@@ -150,8 +150,7 @@ def collect_inputs(args: argparse.Namespace, folder: Path) -> dict[str, dict[str
 
 
 def judge_folder(folder: Path, labelled: dict[str, dict[str, str]], args) -> list[dict[str, Any]]:
-    from curation.build import BuildConfig
-    from curation.config import ProbeConfig, SourceConfig
+    from curation.config import BuildConfig, ProbeConfig, SourceConfig
     from curation.fetch import Fetcher
     from curation.gate import Gate
     from curation.sources import iter_all_partitions

@@ -31,7 +31,8 @@ import time
 import numpy as np
 
 from bench.common import Report
-from curation.dedupe import dedupe, near_duplicate_pairs, plan_blocks
+from curation.dedupe import dedupe_columns as dedupe
+from curation.dedupe import near_duplicate_pairs, plan_blocks
 
 
 def _peak_rss_mb() -> float:

@@ -141,7 +141,8 @@ def main() -> None:
 
     from distributed import Client, LocalCluster, as_completed
 
-    from curation.build import BuildConfig, finish_build, plan_build
+    from curation.build import finish_build, plan_build
+    from curation.config import BuildConfig
     from curation.dedupe_dask import DaskPairSearch
 
     result: dict[str, Any] = {"n": args.n, "workers": args.workers}

@@ -32,25 +32,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
 
-from curation.config import CurationConfig, FetchConfig
+from curation.config import BuildConfig, DedupeConfig, FetchConfig
+from curation.copies import PreparedMemo, PublishedDigests, prepared_memo, published_digests
 from curation.decontaminate import TestSetIndex, test_set_index
-from curation.dedupe import DEFAULT_DISTANCE, PairSearch, dedupe
+from curation.dedupe import PairSearch, dedupe
 from curation.fetch import Fetcher, host_policy_for
 from curation.hashing import perceptual_hash64, phash256, sha256_hex
 from curation.host_policy import HostPolicy, shared_policy
 from curation.host_signals import HostSignals
-from curation.partition import StageTimes, run_partition
-from curation.patches import PatchConfig
+from curation.partition import DUPLICATE_URL, StageTimes, run_partition
 from curation.publish import EXTRA_COLUMNS_FILE, build_stats, publish_build
-from curation.quality import QualityConfig, QualityScorer
+from curation.quality import QualityConfig, QualityScorer, metric_info
+from curation.reasons import is_transient
 from curation.records import AcceptedRecord, Partition, Reject, Rejection
 from curation.sources import iter_all_partitions
 from curation.urls import redact_url
 from storage.atomic import atomic_write_bytes
 from storage.build_area import MANIFEST_FILE, SAMPLES_PREFIX, BuildArea
-from storage.config_errors import read_config_file, validate_config
 from storage.schemas import (
     IQA_COLUMNS,
     MANIFEST_SCHEMA,
@@ -62,97 +61,6 @@ from storage.schemas import (
 from storage.shards import Sample, ShardWriter
 from storage.uri import join
 from storage.versions import Dataset
-
-#: Reject reasons worth retrying in a later build (the candidate may succeed next time); any
-#: other reject of the parent version is final and its candidate is not fetched again.
-TRANSIENT_REASONS = frozenset(
-    {"timeout", "connection_error", "dns_error", "read_error", "tls_error", "http_429",
-     "robots_txt", "robots_txt_unavailable", "host_rate_limited", "host_unresponsive",
-     "internal_error"}
-)  # fmt: skip
-
-
-def is_transient(reason: str) -> bool:
-    return reason in TRANSIENT_REASONS or reason.startswith("http_5")
-
-
-class DedupeConfig(BaseModel):
-    """Global removal of exact (sha256) and near (perceptual hash) duplicates, this build's
-    samples against each other and against the parent version's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    distance: int = Field(
-        DEFAULT_DISTANCE,
-        ge=0,
-        le=16,
-        description="Hamming distance of 64-bit phashes counted as near duplicates; 4 catches "
-        "resized, recompressed (q60) and 2 %-cropped copies while distinct photos stay apart",
-    )
-    keeper_metric: str = Field(
-        "niqe", description="IQA metric that picks a cluster's keeper (best score wins)"
-    )
-    test_sets: list[str] = Field(
-        default_factory=list,
-        description="test sets to keep out (`mird build --exclude`): folders or object-store "
-        "prefixes, searched recursively (the `test/` folder `mird evaluate` reads works as it "
-        "is); a candidate within test_set_distance of any of their images is rejected as "
-        "test_set_overlap, naming the test image",
-    )
-    test_set_distance: int = Field(
-        DEFAULT_DISTANCE,
-        ge=0,
-        le=16,
-        description="Hamming distance of 64-bit phashes to a test image counted as a copy of it",
-    )
-
-
-class PublishConfig(BaseModel):
-    """How a build's kept samples become a published version."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_shard_bytes: int = Field(
-        1_000_000_000,
-        ge=1,
-        description="most image bytes in one final shard (~1 GB); the fewest shards that "
-        "respect both limits are cut, balanced in bytes",
-    )
-    max_shard_count: int = Field(
-        100_000, ge=1, description="most samples in one final shard (the other shard limit)"
-    )
-    license: str = Field("other", description="dataset card licence (sources keep their own)")
-    keep_build_area: bool = Field(
-        False, description="keep staging shards after publishing (for debugging, dashboards)"
-    )
-    allow_empty: bool = Field(
-        False,
-        description="publish even when the build keeps no sample (an empty first version, or "
-        "a version that only records new rejects); by default such a build publishes nothing "
-        "and fails, keeping its rejects in the build area",
-    )
-
-
-class BuildConfig(BaseModel):
-    """Everything one build needs: the one model the CLI, the flow and the Prefect UI share."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    root: str = Field(description="storage root URI (local path, file://, s3://, gs://...)")
-    name: str = Field("million-ird", description="dataset name under the root")
-    curation: CurationConfig = Field(default_factory=CurationConfig)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
-    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
-    publish: PublishConfig = Field(default_factory=PublishConfig)
-    patches: PatchConfig = Field(default_factory=PatchConfig)
-    incremental: bool = Field(
-        True, description="build on the latest version: keep its shards, add only new samples"
-    )
-
-    @classmethod
-    def from_file(cls, path: str) -> BuildConfig:
-        """Load a YAML or JSON file; every invalid field is a line of the ConfigError."""
-        return validate_config(cls, read_config_file(path), str(path))
 
 
 class NoCandidatesError(ValueError):
@@ -256,113 +164,6 @@ def _scorer(quality_json: str) -> QualityScorer:
 @functools.lru_cache(maxsize=4)
 def _cached_scorer(quality_json: str) -> QualityScorer:
     return QualityScorer(QualityConfig.model_validate_json(quality_json))
-
-
-class PublishedDigests:
-    """sha256 -> key of the samples a published version holds, compact (sorted 32-byte
-    digests and their keys as numpy arrays: ~50 bytes a sample, 2 M samples ~100 MB).
-
-    Rows without a phash are left out, as :func:`find_duplicates` leaves them out of dedupe's
-    previous index. When several samples share bytes, the smallest key is the one named (the
-    one dedupe's keeper policy would name)."""
-
-    def __init__(self, table: pa.Table) -> None:
-        table = table.filter(pa.compute.is_valid(table.column("phash")))
-        digests = np.array(
-            [bytes.fromhex(h) for h in table.column("sha256").to_pylist()], dtype="S32"
-        )
-        keys = np.array(table.column("key").to_pylist(), dtype=object)
-        order = np.lexsort((keys.astype(str), digests)) if len(keys) else np.arange(0)
-        self._digests = digests[order]
-        self._keys = keys[order]
-
-    def __len__(self) -> int:
-        return len(self._digests)
-
-    def key_of(self, sha256: str) -> str | None:
-        digest = np.array(bytes.fromhex(sha256), dtype="S32")
-        at = int(np.searchsorted(self._digests, digest))
-        if at < len(self._digests) and self._digests[at] == digest:
-            return str(self._keys[at])
-        return None
-
-
-@functools.lru_cache(maxsize=2)
-def published_digests(root: str, name: str, version: str) -> PublishedDigests:
-    """One index per process and parent version (a build's partitions share it)."""
-    manifest = Dataset(root, name).version(version).manifest()
-    return PublishedDigests(manifest.select(["key", "sha256", "phash"]))
-
-
-class _Pending:
-    """A memo entry: set once by the thread that prepares the first copy of some bytes."""
-
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.value: tuple[dict[str, Any], dict[str, float] | None, tuple | None] | None = None
-
-
-_ALWAYS_READY = threading.Event()
-_ALWAYS_READY.set()
-
-
-class _Settled:
-    """A memo entry whose first copy is done (same interface as :class:`_Pending`)."""
-
-    __slots__ = ("value",)
-    ready = _ALWAYS_READY
-
-    def __init__(self, value) -> None:  # noqa: ANN001 - the entry's value tuple
-        self.value = value
-
-
-class PreparedMemo:
-    """sha256 -> (hashes, scores, reject) of the records a build has prepared in this process,
-    so that a byte-identical copy is neither hashed nor scored again (identical bytes decode
-    to identical pixels, hence identical hashes, scores and verdict). A copy that arrives
-    while the first is being scored waits for it. Bounded (oldest entries dropped): a copy
-    seen after that is scored again, and global dedupe still removes it."""
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self.capacity = capacity
-        self._lock = threading.Lock()
-        self._entries: dict[str, _Pending] = {}
-
-    def claim(self, sha256: str) -> tuple[bool, _Pending]:
-        """(True, entry) for the first copy (its thread must ``settle`` the entry), else
-        (False, entry) of the copy that came first."""
-        with self._lock:
-            entry = self._entries.get(sha256)
-            if entry is not None:
-                return False, entry
-            entry = self._entries[sha256] = _Pending()
-            while len(self._entries) > self.capacity:
-                del self._entries[next(iter(self._entries))]
-            return True, entry
-
-    def settle(self, sha256: str, entry: _Pending, value) -> None:  # noqa: ANN001 - the tuple
-        """Publish the first copy's outcome; the entry kept is then a slotted object without
-        an Event of its own (a quarter of the size: the memo is bounded, but it is in every
-        worker, and a threading.Event is about a kilobyte)."""
-        entry.value = value
-        entry.ready.set()
-        with self._lock:
-            if self._entries.get(sha256) is entry:
-                self._entries[sha256] = _Settled(value)  # type: ignore[assignment]
-
-
-_MEMO_LOCK = threading.Lock()
-_MEMOS: dict[str, PreparedMemo] = {}
-
-
-def prepared_memo(build_id: str) -> PreparedMemo:
-    """The memo of one build in this process (its partitions share it); the last few kept."""
-    with _MEMO_LOCK:
-        memo = _MEMOS.pop(build_id, None) or PreparedMemo()
-        _MEMOS[build_id] = memo
-        while len(_MEMOS) > 2:
-            del _MEMOS[next(iter(_MEMOS))]
-        return memo
 
 
 class StagingSink:
@@ -583,7 +384,7 @@ def drop_repeated_keys(staged: pa.Table) -> tuple[pa.Table, list[dict[str, Any]]
             "url": row["url"],
             "source": row["source"],
             "stage": "source",
-            "reason": "duplicate_url",
+            "reason": DUPLICATE_URL,
             "detail": "listed earlier, in another partition",
         }
         for row in repeats
@@ -604,43 +405,24 @@ def find_duplicates(
     previous = None
     if parent is not None:
         previous = dataset.version(parent).manifest().select(["key", "phash", "sha256", "phash256"])
-        previous = previous.filter(pa.compute.is_valid(previous.column("phash")))
+        previous = previous.filter(pc.is_valid(previous.column("phash")))
+    # phash256 confirms each 64-bit match: no chance collisions at millions of samples
+    columns = ["key", "url", "source", "sha256", "phash", "phash256", "width", "height"]
+    candidates = staged.select(columns)
     metric = config.dedupe.keeper_metric
-    quality = None
     if f"iqa_{metric}" in staged.column_names:
         values = staged.column(f"iqa_{metric}").to_numpy(zero_copy_only=False).astype(float)
-        lower_better = _scorer(config.quality.model_dump_json()).lower_better.get(metric, True)
-        quality = -values if lower_better else values
-    result = dedupe(
-        staged.column("key"),
-        staged.column("sha256"),
-        staged.column("phash"),
-        quality=quality,
-        width=staged.column("width"),
-        height=staged.column("height"),
-        previous=previous,
-        d=config.dedupe.distance,
-        # A 64-bit match is confirmed by the 256-bit phash: no chance collisions at millions.
-        verify=staged.column("phash256"),
-        pair_search=pair_search,
-    )
-    lookup = {row["key"]: row for row in staged.select(["key", "url", "source"]).to_pylist()}
-    dropped = {}
-    for reject in result.rejects.to_pylist():  # candidate_id, stage, reason, detail
-        origin = lookup[reject["candidate_id"]]
-        dropped[reject["candidate_id"]] = {
-            **reject,
-            "url": origin["url"],
-            "source": origin["source"],
-        }
+        quality = -values if metric_info(metric).get("lower_better", False) else values
+        candidates = candidates.append_column("quality", pa.array(quality))
+    result = dedupe(candidates, previous, d=config.dedupe.distance, pair_search=pair_search)
+    dropped = {row["candidate_id"]: row for row in result.rejects.to_pylist()}
     return dropped, result.pairs
 
 
 def quality_thresholds(config: QualityConfig) -> dict[str, dict[str, float]]:
     """Thresholds as the dashboard draws them: metric -> {"max": x} or {"min": x}."""
-    scorer = _scorer(config.model_dump_json())
     return {
-        metric: {"max" if scorer.lower_better.get(metric, True) else "min": limit}
+        metric: {"max" if metric_info(metric).get("lower_better", False) else "min": limit}
         for metric, limit in config.thresholds.items()
         if math.isfinite(limit)
     }

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from curation.build import BuildConfig
-from curation.config import SourceConfig
+from curation.config import BuildConfig, SourceConfig
 from curation.fetch import Fetched, Fetcher
 from curation.gate import Gate
 from curation.quality import QualityConfig

@@ -1,4 +1,5 @@
-"""Configuration of sources, fetching, probing and content filters: one pydantic model each.
+"""Configuration of a build: sources, fetching, probing, content filters, dedupe, publishing,
+and :class:`BuildConfig` holding them all (with quality's and patches' own models).
 
 Every default says why it is what it is; the CLI, the flow parameters and the Prefect UI form
 all read these models, so this file is the one place a threshold is set.
@@ -9,6 +10,10 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from curation.near_pairs import DEFAULT_DISTANCE
+from curation.patches import PatchConfig
+from curation.quality import QualityConfig
 
 SourceFormat = Literal["auto", "txt", "csv", "tsv", "jsonl", "parquet", "files"]
 
@@ -335,3 +340,71 @@ class CurationConfig(_Model):
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
     reject_samples: RejectSampleConfig = Field(default_factory=RejectSampleConfig)
+
+
+class DedupeConfig(_Model):
+    """Global removal of exact (sha256) and near (perceptual hash) duplicates, this build's
+    samples against each other and against the parent version's."""
+
+    distance: int = Field(
+        DEFAULT_DISTANCE,
+        ge=0,
+        le=16,
+        description="Hamming distance of 64-bit phashes counted as near duplicates; 4 catches "
+        "resized, recompressed (q60) and 2 %-cropped copies while distinct photos stay apart",
+    )
+    keeper_metric: str = Field(
+        "niqe", description="IQA metric that picks a cluster's keeper (best score wins)"
+    )
+    test_sets: list[str] = Field(
+        default_factory=list,
+        description="test sets to keep out (`mird build --exclude`): folders or object-store "
+        "prefixes, searched recursively (the `test/` folder `mird evaluate` reads works as it "
+        "is); a candidate within test_set_distance of any of their images is rejected as "
+        "test_set_overlap, naming the test image",
+    )
+    test_set_distance: int = Field(
+        DEFAULT_DISTANCE,
+        ge=0,
+        le=16,
+        description="Hamming distance of 64-bit phashes to a test image counted as a copy of it",
+    )
+
+
+class PublishConfig(_Model):
+    """How a build's kept samples become a published version."""
+
+    max_shard_bytes: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="most image bytes in one final shard (~1 GB); the fewest shards that "
+        "respect both limits are cut, balanced in bytes",
+    )
+    max_shard_count: int = Field(
+        100_000, ge=1, description="most samples in one final shard (the other shard limit)"
+    )
+    license: str = Field("other", description="dataset card licence (sources keep their own)")
+    keep_build_area: bool = Field(
+        False, description="keep staging shards after publishing (for debugging, dashboards)"
+    )
+    allow_empty: bool = Field(
+        False,
+        description="publish even when the build keeps no sample (an empty first version, or "
+        "a version that only records new rejects); by default such a build publishes nothing "
+        "and fails, keeping its rejects in the build area",
+    )
+
+
+class BuildConfig(_Model):
+    """Everything one build needs: the one model the CLI, the flow and the Prefect UI share."""
+
+    root: str = Field(description="storage root URI (local path, file://, s3://, gs://...)")
+    name: str = Field("million-ird", description="dataset name under the root")
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    patches: PatchConfig = Field(default_factory=PatchConfig)
+    incremental: bool = Field(
+        True, description="build on the latest version: keep its shards, add only new samples"
+    )

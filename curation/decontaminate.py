@@ -23,11 +23,12 @@ from PIL import Image
 from curation.config import SourceConfig
 from curation.hashing import perceptual_hash64
 from curation.quality import open_reduced
+from curation.reasons import code
 from curation.records import Rejection
 from curation.sources import iter_candidates
 from storage.uri import open_fs
 
-REASON = "test_set_overlap"
+REASON = code("test_set_overlap", "dedupe")
 _EXTENSIONS = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "ppm", "pgm"]
 
 

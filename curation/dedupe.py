@@ -1,8 +1,8 @@
 """Exact and near-duplicate removal over 64-bit perceptual hashes.
 
-The pair search lives in :mod:`curation.near_pairs` (exact multi-index hashing, re-exported
-here: :func:`near_duplicate_pairs`, :func:`plan_blocks`, :func:`brute_force_pairs`, ...); this
-module turns its pairs into kept and rejected samples.
+The pair search and the 256-bit confirmation of pairs live in :mod:`curation.near_pairs`
+(re-exported here: :func:`near_duplicate_pairs`, :func:`plan_blocks`, ...); this module turns
+the pairs into kept samples and rejects (the rows of ``storage.schemas.REJECTS_SCHEMA``).
 
 Dedupe (:func:`dedupe`): byte-identical samples (sha256) collapse first, then the remaining
 representatives are searched, pairs become clusters (connected components, i.e. union-find),
@@ -14,9 +14,10 @@ and each cluster keeps one sample. Keeper policy, in order:
 3. the larger resolution ``width * height``;
 4. the smallest key (code-point order), which makes the choice deterministic.
 
-Every dropped candidate gets a reject whose detail is a kept key: ``duplicate_of`` when it is
-byte-identical to a kept sample, ``near_duplicate_of`` otherwise (the cluster's keeper, which
-may be a transitive rather than a direct near-duplicate).
+Input is one Arrow table of candidates (:func:`dedupe`; :func:`dedupe_columns` builds it
+from loose columns). Every dropped candidate gets a reject whose detail is a kept key:
+``duplicate_of`` when it is byte-identical to a kept sample, ``near_duplicate_of`` otherwise
+(the cluster's keeper, which may be a transitive rather than a direct near-duplicate).
 """
 
 from __future__ import annotations
@@ -43,20 +44,24 @@ from curation.near_pairs import (  # noqa: F401 - re-exported: callers import th
     as_hashes,
     brute_force_pairs,
     collapse_identical,
+    confirmed_pairs,
     distinct_pairs,
     expand_pairs,
     first_block_pairs,
+    long_hash_words,
     near_duplicate_pairs,
     plan_blocks,
     table_pairs,
 )
+from curation.reasons import code
+from storage.schemas import REJECTS_SCHEMA
 
 # 256-bit phash distance that confirms a 64-bit match: resized, q60 and 2 %-cropped copies of
 # scikit-image's photos measured 0..22, distinct photos 108 and more
 DEFAULT_VERIFY_DISTANCE = 40
 STAGE = "dedupe"
-REASON_DUPLICATE = "duplicate_of"
-REASON_NEAR_DUPLICATE = "near_duplicate_of"
+REASON_DUPLICATE = code("duplicate_of", STAGE)
+REASON_NEAR_DUPLICATE = code("near_duplicate_of", STAGE)
 
 #: A pair search: (uint64 hashes, distance d) -> every index pair (i, j), i < j, within d,
 #: shape (P, 2), in any order; :func:`near_duplicate_pairs` (this process) or
@@ -79,91 +84,32 @@ def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
 class DedupeResult:
     keys: pa.Array  # the candidates' keys, in input order
     keep: np.ndarray  # bool, aligned with keys
-    rejects: pa.Table  # candidate_id, stage, reason, detail; in candidate order
+    rejects: pa.Table  # storage.schemas.REJECTS_SCHEMA, in candidate order
     pairs: int  # near-duplicate pairs among byte-distinct samples, after verification
 
     def kept_keys(self) -> list[str]:
         return self.keys.filter(pa.array(self.keep)).to_pylist()
 
 
-REJECT_SCHEMA = pa.schema(
-    [
-        ("candidate_id", pa.string()),
-        ("stage", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
+def _column(table: pa.Table, name: str, what: str) -> pa.Array:
+    if name not in table.column_names:
+        raise DedupeError(f"{what} lacks column {name!r}")
+    return table.column(name).combine_chunks()
 
 
-def _column(source: Any, name: str) -> Any:
-    if isinstance(source, pa.Table):
-        if name not in source.column_names:
-            raise DedupeError(f"previous index lacks column {name!r}")
-        return source.column(name)
-    if name not in source:
-        raise DedupeError(f"previous index lacks column {name!r}")
-    return source[name]
+def _strings(table: pa.Table, name: str, what: str) -> pa.Array:
+    values = _column(table, name, what)
+    if values.null_count:
+        raise DedupeError(f"{name} of the {what} holds nulls")
+    return values.cast(pa.string())
 
 
-def _strings(values: Any, what: str) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    arr = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
-    if arr.null_count:
-        raise DedupeError(f"{what} holds nulls")
-    return arr.cast(pa.string())
-
-
-def _floats(values: Any, n: int, fill: float) -> np.ndarray:
-    if values is None:
-        return np.full(n, fill, dtype=np.float64)
-    if isinstance(values, pa.Array | pa.ChunkedArray):
-        values = values.to_numpy(zero_copy_only=False)
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape != (n,):
-        raise DedupeError(f"expected {n} values, got shape {arr.shape}")
-    return arr
-
-
-def _has(source: Any, name: str) -> bool:
-    if source is None:
-        return False
-    return name in (source.column_names if isinstance(source, pa.Table) else source)
-
-
-def _long_hashes(
-    previous: Any, n_prev: int, candidates: Any, n_new: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """256-bit hashes of previous + candidate items as (n, 4) uint64 words, and a has-one mask."""
-    words = np.zeros((n_prev + n_new, 4), dtype=np.uint64)
-    present = np.zeros(n_prev + n_new, dtype=bool)
-    for offset, count, values in ((0, n_prev, previous), (n_prev, n_new, candidates)):
-        if values is None:
-            continue
-        if isinstance(values, pa.ChunkedArray | pa.Array):
-            values = values.to_pylist()
-        values = list(values)
-        if len(values) != count:
-            raise DedupeError(f"expected {count} 256-bit hashes, got {len(values)}")
-        for k, value in enumerate(values):
-            if value is None:
-                continue
-            if len(value) != 32:
-                raise DedupeError(f"a 256-bit hash must be 32 bytes, got {len(value)}")
-            words[offset + k] = np.frombuffer(value, dtype=">u8")
-            present[offset + k] = True
-    return words, present
-
-
-def _confirmed(
-    pairs: np.ndarray, reps: np.ndarray, words: np.ndarray, present: np.ndarray, limit: int
-) -> np.ndarray:
-    """Pairs (indices into ``reps``) whose 256-bit hashes agree within ``limit`` bits."""
-    a, b = reps[pairs[:, 0]], reps[pairs[:, 1]]
-    distance = np.bitwise_count(words[a] ^ words[b]).sum(axis=1)
-    keep = (distance <= limit) | ~present[a] | ~present[b]
-    return pairs[keep]
+def _floats(table: pa.Table, name: str, fill: float) -> np.ndarray:
+    """A numeric column as float64 (nulls as NaN), or ``fill`` everywhere when absent."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, fill, dtype=np.float64)
+    values = table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return values.astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -202,31 +148,28 @@ class _KeeperPolicy:
 
 
 def dedupe(
-    keys: Sequence[str] | pa.Array,
-    sha256: Sequence[str] | pa.Array,
-    hashes: Any,
+    candidates: pa.Table,
+    previous: pa.Table | None = None,
     *,
-    quality: Any = None,
-    width: Any = None,
-    height: Any = None,
-    previous: pa.Table | Mapping[str, Any] | None = None,
-    hash_column: str = "phash",
     d: int = DEFAULT_DISTANCE,
     m: int | None = None,
-    verify: Any = None,
     verify_distance: int = DEFAULT_VERIFY_DISTANCE,
     pair_search: PairSearch | None = None,
 ) -> DedupeResult:
     """Drop byte-identical and near-duplicate candidates; keep one per cluster (module doc).
 
-    ``previous`` is the previous published version's index (an Arrow table or a mapping with
-    ``key``, ``hash_column`` and optionally ``sha256``); its samples are never re-hashed and
-    always kept, and candidates that duplicate them are dropped.
+    ``candidates``: one row per candidate, columns ``key``, ``sha256`` and ``phash`` (uint64,
+    or int64 read bit for bit), and optionally ``quality`` (higher is better; NaN or null ranks
+    last), ``width`` and ``height``, ``phash256`` (32 bytes, :func:`curation.hashing.phash256`),
+    ``url`` and ``source`` (copied into the rejects).
 
-    ``verify`` (optional) holds each candidate's 256-bit phash (32 bytes, see
-    :func:`curation.hashing.phash256`; a ``phash256`` column of ``previous`` is used likewise):
-    a 64-bit match is then confirmed only if the 256-bit hashes are within ``verify_distance``,
-    which removes chance collisions of the short hash. Pairs lacking a long hash stay as found.
+    ``previous`` is the previous published version's index (``key``, ``phash``, optionally
+    ``sha256`` and ``phash256``); its samples are never re-hashed and always kept, and
+    candidates that duplicate them are dropped.
+
+    When the candidates carry ``phash256``, a 64-bit match is confirmed only if the 256-bit
+    hashes are within ``verify_distance`` (``previous``'s ``phash256`` is used likewise), which
+    removes chance collisions of the short hash. Pairs lacking a long hash stay as found.
 
     ``pair_search`` replaces the in-process :func:`near_duplicate_pairs` (e.g. with a search on
     a Dask cluster); it sees the 64-bit hashes of the byte-distinct candidates and of every
@@ -237,31 +180,21 @@ def dedupe(
         pair_search = partial(near_duplicate_pairs, m=m)
     elif m is not None:
         raise DedupeError("m tunes the in-process pair search; configure pair_search instead")
-    cand_keys = _strings(keys, "candidate keys")
-    n_new = len(cand_keys)
-    cand_hashes = as_hashes(hashes)
-    cand_sha = _strings(sha256, "candidate sha256")
-    if len(cand_hashes) != n_new or len(cand_sha) != n_new:
-        raise DedupeError(
-            f"keys, sha256 and hashes differ in length: {n_new}, {len(cand_sha)}, "
-            f"{len(cand_hashes)}"
-        )
-    quality_new = _floats(quality, n_new, np.nan)
-    area_new = _floats(width, n_new, 0.0) * _floats(height, n_new, 0.0)
+    n_new = candidates.num_rows
+    cand_keys = _strings(candidates, "key", "candidates")
+    cand_sha = _strings(candidates, "sha256", "candidates")
+    cand_hashes = as_hashes(_column(candidates, "phash", "candidates"))
+    quality_new = _floats(candidates, "quality", np.nan)
+    area_new = _floats(candidates, "width", 0.0) * _floats(candidates, "height", 0.0)
 
-    if previous is not None:
-        prev_keys = _strings(_column(previous, "key"), "previous keys")
-        prev_hashes = as_hashes(_column(previous, hash_column))
-        if _has(previous, "sha256"):
-            prev_sha = _strings(_column(previous, "sha256"), "previous sha256")
-        else:  # no digests: previous samples only match by hash; give them unique tokens
-            prev_sha = pc.binary_join_element_wise("previous:", prev_keys, "")
-        if len(prev_hashes) != len(prev_keys) or len(prev_sha) != len(prev_keys):
-            raise DedupeError("previous index columns differ in length")
-    else:
-        prev_keys = pa.array([], pa.string())
-        prev_hashes = np.empty(0, dtype=np.uint64)
-        prev_sha = pa.array([], pa.string())
+    if previous is None:
+        previous = pa.table({"key": pa.array([], pa.string()), "phash": pa.array([], pa.uint64())})
+    prev_keys = _strings(previous, "key", "previous index")
+    prev_hashes = as_hashes(_column(previous, "phash", "previous index"))
+    if "sha256" in previous.column_names:
+        prev_sha = _strings(previous, "sha256", "previous index")
+    else:  # no digests: previous samples only match by hash; give them unique tokens
+        prev_sha = pc.binary_join_element_wise("previous:", prev_keys, "")
     n_prev = len(prev_keys)
 
     all_keys = pa.concat_arrays([prev_keys, cand_keys])
@@ -294,10 +227,9 @@ def dedupe(
     pairs = np.asarray(pair_search(all_hashes[reps], d), dtype=np.int64)
     if pairs.ndim != 2 or pairs.shape[1] != 2:
         raise DedupeError(f"pair search returned shape {pairs.shape}, expected (P, 2)")
-    if verify is not None:
-        prev_long = _column(previous, "phash256") if _has(previous, "phash256") else None
-        long_hashes, has_long = _long_hashes(prev_long, n_prev, verify, n_new)
-        pairs = _confirmed(pairs, reps, long_hashes, has_long, verify_distance)
+    if "phash256" in candidates.column_names:
+        long_hashes, has_long = long_hash_words([previous, candidates])
+        pairs = confirmed_pairs(pairs, reps, long_hashes, has_long, verify_distance)
     labels = clusters(len(reps), pairs)
     keeper_of = np.full(n, -1, dtype=np.int64)
     keeper_of[reps] = policy.best_per_group(labels, reps)[labels]
@@ -307,13 +239,67 @@ def dedupe(
     rep = representative[dropped]
     copy_of_kept = (rep != dropped) & kept[rep]
     target = np.where(copy_of_kept, rep, keeper_of[rep])
-    rejects = pa.table(
-        [
-            all_keys.take(pa.array(dropped)),
-            pa.array(np.full(len(dropped), STAGE)),
-            pa.array(np.where(copy_of_kept, REASON_DUPLICATE, REASON_NEAR_DUPLICATE)),
-            all_keys.take(pa.array(target)),
-        ],
-        schema=REJECT_SCHEMA,
-    )
+    rejects = _rejects(candidates, dropped - n_prev, copy_of_kept, all_keys.take(pa.array(target)))
     return DedupeResult(keys=cand_keys, keep=kept[n_prev:], rejects=rejects, pairs=len(pairs))
+
+
+def _rejects(
+    candidates: pa.Table, rows: np.ndarray, byte_copy: np.ndarray, kept_keys: pa.Array
+) -> pa.Table:
+    """The REJECTS_SCHEMA rows of the dropped candidates ``rows``: the detail is a kept key."""
+    take = pa.array(rows, pa.int64())
+
+    def column(name: str) -> pa.Array:
+        if name in candidates.column_names:
+            return candidates.column(name).combine_chunks().take(take).cast(pa.string())
+        return pa.nulls(len(rows), pa.string())
+
+    reasons = np.where(byte_copy, REASON_DUPLICATE, REASON_NEAR_DUPLICATE)
+    return pa.Table.from_arrays(
+        [
+            column("key"),
+            column("url"),
+            column("source"),
+            pa.array(np.full(len(rows), STAGE), pa.string()),
+            pa.array(reasons, pa.string()),
+            kept_keys.cast(pa.string()),
+        ],
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def dedupe_columns(
+    keys: Sequence[str] | pa.Array,
+    sha256: Sequence[str] | pa.Array,
+    hashes: Any,
+    *,
+    quality: Any = None,
+    width: Any = None,
+    height: Any = None,
+    verify: Any = None,
+    previous: pa.Table | Mapping[str, Any] | None = None,
+    **options: Any,
+) -> DedupeResult:
+    """:func:`dedupe` of loose columns (lists, numpy or Arrow arrays), as tests and benchmarks
+    have them; ``verify`` is the ``phash256`` column, ``previous`` a table or a mapping."""
+    columns = {
+        "key": keys,
+        "sha256": sha256,
+        "phash": pa.array(as_hashes(hashes), pa.uint64()),
+        "quality": quality,
+        "width": width,
+        "height": height,
+        "phash256": verify,
+    }
+    given = {name: values for name, values in columns.items() if values is not None}
+    lengths = {name: len(values) for name, values in given.items()}
+    if len(set(lengths.values())) > 1:
+        raise DedupeError(f"candidate columns differ in length: {lengths}")
+    if previous is not None and not isinstance(previous, pa.Table):
+        previous = pa.table(
+            {
+                name: pa.array(as_hashes(values), pa.uint64()) if name == "phash" else values
+                for name, values in previous.items()
+            }
+        )
+    return dedupe(pa.table(given), previous, **options)

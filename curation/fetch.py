@@ -14,7 +14,8 @@ sniffed from the first bytes; the header is only reported. Credentials in a URL 
 HTTP Basic auth to that URL's origin and written nowhere (:mod:`curation.urls`).
 
 Every failure raises :class:`~curation.records.Rejection` with stage ``fetch`` and a stable
-reason: ``http_<status>``, ``timeout``, ``connection_error``, ``dns_error``, ``invalid_url``,
+reason (:mod:`curation.reasons` lists them, and which the next build retries):
+``http_<status>``, ``timeout``, ``connection_error``, ``dns_error``, ``invalid_url``,
 ``bad_scheme``, ``blocked_address``, ``too_many_redirects``, ``too_large_bytes``,
 ``not_an_image``, ``not_found``, ``read_error``, ``tls_error``, ``unsupported_encoding``, and
 the refusals of :data:`POLITENESS_REASONS`.
@@ -41,6 +42,7 @@ from curation.config import FetchConfig
 from curation.host_policy import HostPolicy
 from curation.http_transport import ConnectionPool, DeadlineResponse, request_target
 from curation.optout import TdmRepRules, parse_tdmrep, tdm_reserved, x_robots_blocked
+from curation.reasons import code, http_status
 from curation.records import Candidate, Rejection
 from curation.robots import RobotsRules, parse_robots
 from curation.urls import split_credentials
@@ -59,13 +61,16 @@ __all__ = [
 
 #: Reject reasons that are the crawler's politeness (a host's wish or its health), each its own
 #: code; the dashboard counts them per host (``flows.dashboard.politeness``).
-POLITENESS_REASONS = (
-    "robots_txt",  # disallowed by the host's robots.txt
-    "robots_txt_unavailable",  # robots.txt answered 5xx/429 or not at all: all disallowed
-    "x_robots_tag",  # X-Robots-Tag: noai, noimageai, noindex... (for us or for every crawler)
-    "tdm_reservation",  # tdm-reservation: 1 (TDM-Rep)
-    "host_rate_limited",  # no turn within max_host_wait_s (rate, Crawl-delay, Retry-After)
-    "host_unresponsive",  # the host's breaker opened: consecutive timeouts/5xx/429/resets
+POLITENESS_REASONS = tuple(
+    code(name, "fetch")
+    for name in (
+        "robots_txt",  # disallowed by the host's robots.txt
+        "robots_txt_unavailable",  # robots.txt answered 5xx/429 or not at all: all disallowed
+        "x_robots_tag",  # X-Robots-Tag: noai, noimageai, noindex... (for us or every crawler)
+        "tdm_reservation",  # tdm-reservation: 1 (TDM-Rep)
+        "host_rate_limited",  # no turn within max_host_wait_s (rate, Crawl-delay, Retry-After)
+        "host_unresponsive",  # the host's breaker opened: consecutive timeouts/5xx/429/resets
+    )
 )
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -425,9 +430,9 @@ class Fetcher:
             retry_after = parse_retry_after(response.getheader("retry-after"))
             if retry_after is not None:  # for every thread and partition, not only this URL
                 self.hosts.pause(_host_of(url), min(retry_after, self.config.max_retry_after_s))
-            raise _Retryable(f"http_{status}", f"HTTP {status}", retry_after)
+            raise _Retryable(http_status(status), f"HTTP {status}", retry_after)
         if status != 200:
-            raise Rejection("fetch", f"http_{status}", f"HTTP {status}")
+            raise Rejection("fetch", http_status(status), f"HTTP {status}")
         if is_image:
             self._check_opt_outs(response)
         length = response.getheader("content-length")

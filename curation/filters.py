@@ -36,11 +36,21 @@ from PIL import Image
 
 from curation import measures
 from curation.config import FilterConfig
+from curation.reasons import code
 
 # Below this many distinct 6-bit colours outside the white background, an image is drawn, not
 # photographed: a photograph's noise and shading alone produce thousands.
 MIN_PHOTO_COLORS = 400
 _BORDER = 0.04  # width of the border band, as a share of each side
+
+# The filters' reject reasons (curation.reasons), in gate order
+TOO_DARK, DOCUMENT, WHITE_BACKGROUND, GRAPHIC, OVEREXPOSED = (
+    code(name, "filter")
+    for name in ("too_dark", "document", "white_background", "graphic", "overexposed")
+)
+GRAYSCALE, FLAT, BLURRY, NOISY = (
+    code(name, "filter") for name in ("grayscale", "flat", "blurry", "noisy")
+)
 
 
 @dataclass(frozen=True)
@@ -165,9 +175,9 @@ class _Gates:
 
 def _shadow_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[str | None, str]:
     if m["luma_p99"] < cfg.min_luma_p99:
-        return "too_dark", f"underexposed: luma_p99={m['luma_p99']:.0f} < {cfg.min_luma_p99:g}"
+        return TOO_DARK, f"underexposed: luma_p99={m['luma_p99']:.0f} < {cfg.min_luma_p99:g}"
     if m["dark_fraction"] > cfg.max_dark_fraction:
-        return "too_dark", (
+        return TOO_DARK, (
             f"crushed blacks: dark_fraction={m['dark_fraction']:.2f} > {cfg.max_dark_fraction:g}"
         )
     return None, (
@@ -180,9 +190,9 @@ def _highlight_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[st
     """After the white-ground gates: a product on white or a logo is clipped white too, and
     its own reason says more than ``overexposed``."""
     if m["luma_p01"] > cfg.max_luma_p01:
-        return "overexposed", f"washed out: luma_p01={m['luma_p01']:.0f} > {cfg.max_luma_p01:g}"
+        return OVEREXPOSED, f"washed out: luma_p01={m['luma_p01']:.0f} > {cfg.max_luma_p01:g}"
     if m["clipped_fraction"] > cfg.max_clipped_fraction:
-        return "overexposed", (
+        return OVEREXPOSED, (
             f"clipped highlights: clipped_fraction={m['clipped_fraction']:.2f} > "
             f"{cfg.max_clipped_fraction:g}"
         )
@@ -197,17 +207,17 @@ def _render_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[str |
     backdrops are smooth too, so smoothness alone is no proof."""
     noise = m["noise_floor"]
     if m["straight_edges"] >= cfg.max_straight_edges:
-        return "graphic", (
+        return GRAPHIC, (
             f"pixel-aligned edges across the frame: straight_edges={m['straight_edges']:.2f} >= "
             f"{cfg.max_straight_edges:g}"
         )
     if m["exact_flat_fraction"] > cfg.max_exact_flat_fraction:
-        return "graphic", (
+        return GRAPHIC, (
             f"exactly flat fills: exact_flat_fraction={m['exact_flat_fraction']:.2f} > "
             f"{cfg.max_exact_flat_fraction:g}"
         )
     if m["saturation"] >= cfg.vivid_saturation and noise < cfg.vivid_max_noise:
-        return "graphic", (
+        return GRAPHIC, (
             f"vivid colour all over: saturation={m['saturation']:.2f} >= "
             f"{cfg.vivid_saturation:g} with noise_floor={noise:.2f} < {cfg.vivid_max_noise:g}"
         )
@@ -223,7 +233,7 @@ def _render_verdict(m: dict[str, float | int], cfg: FilterConfig) -> tuple[str |
     if m["top_colors_fraction"] >= cfg.render_min_top_colors:
         signs.append(f"top_colors_fraction={m['top_colors_fraction']:.2f}")
     if signs:
-        return "graphic", f"{quiet} and {', '.join(signs)}"
+        return GRAPHIC, f"{quiet} and {', '.join(signs)}"
     return None, quiet + ", no other sign of synthesis"
 
 
@@ -250,7 +260,7 @@ def run_filters(
     is_document = paper >= cfg.document_min_paper and text_score > cfg.max_document_score
     sign = ">" if text_score > cfg.max_document_score else "<="
     detail = f"text_score={text_score:.2f} {sign} {cfg.max_document_score:g}, paper={paper:.2f}"
-    if gates.decide("document", "document" if is_document else None, detail):
+    if gates.decide("document", DOCUMENT if is_document else None, detail):
         return result
 
     # Colour statistics need no full resolution: every other pixel, as contiguous planes
@@ -265,19 +275,19 @@ def run_filters(
     if border > cfg.max_border_white and white >= cfg.min_white_fraction:
         if distinct >= MIN_PHOTO_COLORS:
             reason, detail = (
-                "white_background",
+                WHITE_BACKGROUND,
                 (
                     f"border white {border:.2f} > {cfg.max_border_white:g}, "
                     f"white_fraction={white:.2f}, distinct_colors={distinct}"
                 ),
             )
         else:
-            reason = "graphic"
+            reason = GRAPHIC
             detail = (
                 f"few colours on a white ground: distinct_colors={distinct} < {MIN_PHOTO_COLORS}"
             )
     elif top > cfg.max_top_colors_fraction:
-        reason = "graphic"
+        reason = GRAPHIC
         detail = f"few colours: top_colors_fraction={top:.2f} > {cfg.max_top_colors_fraction:g}"
     if gates.decide("colours", reason, detail):
         return result
@@ -290,14 +300,14 @@ def run_filters(
     detail = f"colorfulness={m['colorfulness']:.1f} {sign} {cfg.min_colorfulness:g}"
     if not cfg.reject_grayscale:
         detail += " (reject_grayscale off)"
-    if gates.decide("grayscale", "grayscale" if grey else None, detail):
+    if gates.decide("grayscale", GRAYSCALE if grey else None, detail):
         return result
 
     m["flat_fraction"] = _flat_fraction(gray, cfg.flat_cell, cfg.flat_cell_std)
     is_flat = m["flat_fraction"] > cfg.max_flat_fraction
     sign = ">" if is_flat else "<="
     detail = f"flat_fraction={m['flat_fraction']:.2f} {sign} {cfg.max_flat_fraction:g}"
-    if gates.decide("flat", "flat" if is_flat else None, detail):
+    if gates.decide("flat", FLAT if is_flat else None, detail):
         return result
 
     lap = _laplacian(gray)
@@ -307,13 +317,13 @@ def run_filters(
     reason = None
     detail = f"focus_sharpness={m['focus_sharpness']:.2f} >= {cfg.min_focus_sharpness:g}"
     if m["focus_sharpness"] < cfg.min_focus_sharpness:
-        reason = "blurry"
+        reason = BLURRY
         detail = (
             f"nothing in focus: focus_sharpness={m['focus_sharpness']:.2f} < "
             f"{cfg.min_focus_sharpness:g} (focus_fraction={m['focus_fraction']:.2f})"
         )
     elif cfg.min_laplacian_var is not None and m["blur_laplacian_var"] < cfg.min_laplacian_var:
-        reason = "blurry"
+        reason = BLURRY
         detail = f"blur_laplacian_var={m['blur_laplacian_var']:.0f} < {cfg.min_laplacian_var:g}"
     if gates.decide("sharpness", reason, detail):
         return result
@@ -327,10 +337,10 @@ def run_filters(
 
     reason, detail = None, f"noise_floor={m['noise_floor']:.2f} <= {cfg.max_noise_floor:g}"
     if m["noise_floor"] > cfg.max_noise_floor:
-        reason = "noisy"
+        reason = NOISY
         detail = f"noise_floor={m['noise_floor']:.1f} > {cfg.max_noise_floor:g}"
     elif cfg.max_laplacian_var is not None and m["blur_laplacian_var"] > cfg.max_laplacian_var:
-        reason = "noisy"
+        reason = NOISY
         detail = f"blur_laplacian_var={m['blur_laplacian_var']:.0f} > {cfg.max_laplacian_var:g}"
     gates.decide("noise", reason, detail)
     return result

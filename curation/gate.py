@@ -18,6 +18,7 @@ from curation.config import CurationConfig
 from curation.filters import GateDecision, run_filters
 from curation.probe import HeaderProbe, Prober
 from curation.quality import QualityConfig, QualityScorer, threshold_verdict
+from curation.reasons import low_quality
 from curation.records import Rejection
 
 
@@ -111,7 +112,7 @@ class Gate:
                 value = float(report.scores.get(metric, math.nan))
                 lower = self.scorer.lower_better.get(metric, True)
                 passed, detail = threshold_verdict(metric, value, limit, lower)
-                reason = None if passed else f"low_quality:{metric}"
+                reason = None if passed else low_quality(metric)
                 report._first("quality", GateDecision(f"iqa:{metric}", reason, detail))
         return report
 

@@ -18,13 +18,11 @@ conversion, so XOR/popcount give the same distances). The 256-bit verification p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import imagehash
 import numpy as np
-import pyarrow as pa
 from PIL import Image
 
 HashKind = Literal["phash", "dhash", "whash"]
@@ -42,7 +40,7 @@ _HASHERS: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
 
 
 class HashingError(ValueError):
-    """A record cannot be hashed (empty bytes, not an image)."""
+    """An image cannot be hashed as asked (an unknown hash kind)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -87,63 +85,3 @@ def to_int64(hashes: np.ndarray) -> np.ndarray:
 def from_int64(hashes: np.ndarray) -> np.ndarray:
     """Inverse of :func:`to_int64`."""
     return np.ascontiguousarray(hashes, dtype=np.int64).view(np.uint64)
-
-
-@dataclass(frozen=True)
-class HashBatch:
-    """Hashes of a batch of records, aligned by position."""
-
-    keys: list[str]
-    sha256: list[str]
-    hashes: np.ndarray  # uint64, one per record
-    kind: str = "phash"
-    phash256: list[bytes] | None = None
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def to_arrow(self) -> pa.Table:
-        """Columns ``key``, ``sha256``, ``<kind>`` (uint64) and optionally ``phash256``."""
-        columns = {
-            "key": pa.array(self.keys, pa.string()),
-            "sha256": pa.array(self.sha256, pa.string()),
-            self.kind: pa.array(self.hashes, pa.uint64()),
-        }
-        if self.phash256 is not None:
-            columns["phash256"] = pa.array(self.phash256, pa.binary(32))
-        return pa.table(columns)
-
-
-def hash_records(
-    records: Iterable[tuple[str, bytes, Image.Image]],
-    kind: HashKind = "phash",
-    with_phash256: bool = False,
-) -> HashBatch:
-    """Hash ``(key, original_bytes, reduced_image)`` records.
-
-    ``reduced_image`` is the caller's reduced decode (<= 1024 px long side); the perceptual hash
-    only looks at a 32x32 (phash) or smaller thumbnail, so a larger decode would buy nothing.
-    """
-    if kind not in _HASHERS:
-        raise HashingError(f"unknown hash kind {kind!r}; expected one of {', '.join(HASH_KINDS)}")
-    keys: list[str] = []
-    digests: list[str] = []
-    values: list[int] = []
-    long_hashes: list[bytes] = []
-    for key, data, image in records:
-        if not data:
-            raise HashingError(f"record {key!r}: original bytes are empty")
-        if not isinstance(image, Image.Image):
-            raise HashingError(f"record {key!r}: expected a PIL image, got {type(image).__name__}")
-        keys.append(key)
-        digests.append(sha256_hex(data))
-        values.append(perceptual_hash64(image, kind))
-        if with_phash256:
-            long_hashes.append(phash256(image))
-    return HashBatch(
-        keys=keys,
-        sha256=digests,
-        hashes=np.array(values, dtype=np.uint64),
-        kind=kind,
-        phash256=long_hashes if with_phash256 else None,
-    )

@@ -49,6 +49,7 @@ from curation.fetch import Fetcher
 from curation.filters import run_filters
 from curation.hashing import sha256_hex
 from curation.probe import Prober
+from curation.reasons import code
 from curation.records import AcceptedRecord, Candidate, Partition, Reject, Rejection
 from curation.reject_samples import RejectSampler
 from storage.atomic import atomic_write_bytes, atomic_write_json
@@ -63,6 +64,9 @@ from storage.schemas import (
 from storage.uri import join, open_fs
 
 log = logging.getLogger(__name__)
+
+DUPLICATE_URL = code("duplicate_url", "source")
+INTERNAL_ERROR = code("internal_error", "internal")
 
 
 #: The build's stages in pipeline order (stats.json ``stage_seconds`` and the dashboard).
@@ -292,7 +296,7 @@ def process_candidate(
     except Exception as exc:  # a bug or an unforeseen input: recorded, never fatal to the batch
         log.exception("candidate %s (%s) failed", candidate.id, candidate.url)
         detail = f"{type(exc).__name__}: {exc}"
-        return Reject(candidate, "internal", "internal_error", detail), fetched_bytes
+        return Reject(candidate, "internal", INTERNAL_ERROR, detail), fetched_bytes
 
 
 def read_stats(out_uri: str) -> dict[str, Any] | None:
@@ -336,7 +340,7 @@ def run_partition(
     seen: set[str] = set()
     for candidate in partition.candidates:
         if candidate.id in seen:
-            rejects.append(Reject(candidate, "source", "duplicate_url", "listed earlier"))
+            rejects.append(Reject(candidate, "source", DUPLICATE_URL, "listed earlier"))
         else:
             seen.add(candidate.id)
             unique.append(candidate)

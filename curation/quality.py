@@ -35,6 +35,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from curation.reasons import low_quality
+from storage.devices import resolve_device
+
 #: Metrics that score without any download: their parameters ship with the package (or none).
 OFFLINE_METRICS: tuple[str, ...] = ("niqe", "brisque", "piqe")
 #: Metrics with a fast CPU path (``curation.iqa_fast``): the same three.
@@ -332,16 +335,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("quality device 'cuda' requested but no CUDA device is available")
-    return device
-
-
 # ------------------------------------------------------------------------------------ scoring
 
 
@@ -350,7 +343,10 @@ class QualityScorer:
 
     def __init__(self, config: QualityConfig | None = None) -> None:
         self.config = config or QualityConfig()
-        self.device = resolve_device(self.config.device)
+        try:  # a string: pyiqa and the fast path compare it with "cpu"
+            self.device = str(resolve_device(self.config.device))
+        except ValueError as exc:  # "quality device 'cuda' requested but no CUDA device..."
+            raise ValueError(f"quality {exc}") from None
         self.lower_better = {
             m: bool(metric_info(m).get("lower_better", False)) for m in self.config.metrics
         }
@@ -510,7 +506,7 @@ def quality_rejects(
                 {
                     "candidate_id": candidate_id,
                     "stage": REJECT_STAGE,
-                    "reason": f"low_quality:{failures[0][0]}",
+                    "reason": low_quality(failures[0][0]),
                     "detail": "; ".join(text for _, text in failures),
                 }
             )

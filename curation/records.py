@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image
 
+from curation import reasons
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -43,12 +45,13 @@ class Partition:
 
 
 class Rejection(Exception):
-    """Raised by a stage to drop the current candidate with a stable reason code."""
+    """Raised by a stage to drop the current candidate with a stable reason code; the code
+    (and the stage producing it) must be in :mod:`curation.reasons`."""
 
     def __init__(self, stage: str, reason: str, detail: str = "") -> None:
         super().__init__(f"{stage}/{reason}: {detail}")
         self.stage = stage
-        self.reason = reason
+        self.reason = reasons.code(reason, stage)
         self.detail = detail
 
 
@@ -58,7 +61,7 @@ class Reject:
 
     candidate: Candidate
     stage: str  # source, fetch, probe, decode, filter, ...
-    reason: str  # stable code: http_404, timeout, too_small, blurry, ...
+    reason: str  # a code of curation.reasons: http_404, timeout, too_small, blurry, ...
     detail: str = ""  # human-readable; measurements for filter rejects
     # What was measured before the reject (filter measurements, IQA scores): not a rejects
     # column, it goes with the reject's thumbnail (curation.reject_samples) when one is kept.

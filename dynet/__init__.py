@@ -10,7 +10,7 @@ from dynet.checkpoint import (
     save_weights,
 )
 from dynet.complexity import Complexity, complexity
-from dynet.dynet import VARIANTS, DyNet, DyNetConfig, InvalidVariantError, resolve_variant
+from dynet.dynet import DyNet, DyNetConfig
 from dynet.official import (
     OfficialWeightsError,
     WeightsNotFoundError,
@@ -20,6 +20,7 @@ from dynet.official import (
 from dynet.promptir import PromptIR, PromptIRConfig
 from dynet.registry import UnknownArchitectureError, available_models, create_model
 from dynet.tiling import restore_tensor
+from dynet.variants import VARIANTS, InvalidVariantError, parse_variant, resolve_variant
 
 __all__ = [
     "VARIANTS",
@@ -40,6 +41,7 @@ __all__ = [
     "load_official_weights",
     "load_training_state",
     "load_weights",
+    "parse_variant",
     "resolve_variant",
     "restore_tensor",
     "save_training_state",

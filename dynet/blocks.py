@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import nn
 
 FFN_EXPANSION = 2.66
-PROMPT_COMPONENTS = 5
 
 
 def ffn_hidden_channels(channels: int) -> int:

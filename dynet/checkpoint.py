@@ -3,7 +3,8 @@
 Weights go in one ``.safetensors`` file that serves every DyNet variant (the variants share
 weights); its metadata records the architecture and configuration, so the file alone rebuilds
 the network. Training state (optimizer, scheduler, step...) lives in a separate torch file,
-read back with ``weights_only=True``. Both are written atomically (temp file, then rename).
+read back with ``weights_only=True``. Both are written atomically (temp file, then rename;
+see :mod:`storage.atomic`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from dynet.official import WeightsNotFoundError, load_official_weights
-from dynet.registry import architecture_of, create_model
+from dynet.registry import architecture, architecture_of, create_model
+from storage.atomic import atomic_write_bytes
 
 WEIGHTS_FORMAT = "mird-weights"
 WEIGHTS_FORMAT_VERSION = "1"
@@ -29,19 +31,6 @@ WEIGHTS_FORMAT_VERSION = "1"
 
 class CheckpointError(ValueError):
     """A weights or training-state file that cannot be used (message names the file)."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -65,7 +54,7 @@ def save_weights(
         **(metadata or {}),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, safetensors_save(tensors, metadata=meta))
+    atomic_write_bytes(str(path), safetensors_save(tensors, metadata=meta))
     return path
 
 
@@ -117,14 +106,10 @@ def load_model(path: str | os.PathLike, arch: str | None = None, **overrides: An
     _require_file(path, "weights")
     if path.suffix == ".safetensors":
         model = load_weights(path, **overrides)
-        if arch is not None and architecture_of(model) != _base_arch(arch):
+        if arch is not None and architecture_of(model) != architecture(arch).canonical:
             raise CheckpointError(f"{path} holds {architecture_of(model)} weights, not {arch}")
         return model
     return load_official_weights(create_model(arch or "dynet", **overrides), path)
-
-
-def _base_arch(arch: str) -> str:
-    return "promptir" if arch.lower() == "promptir" else "dynet"
 
 
 def save_training_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -136,7 +121,7 @@ def save_training_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write_bytes(str(path), buffer.getvalue())
     return path
 
 

@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dynet.official import UNUSED_OFFICIAL
 from dynet.registry import architecture_of
+from dynet.variants import variant_label
 
 _CONV_OPS = {"convolution", "_convolution", "conv2d"}
 _ATTENTION_OPS = {"bmm", "matmul", "baddbmm"}
@@ -39,12 +40,6 @@ class Complexity:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "total_macs": self.total_macs}
-
-
-def _variant_label(variant: str | tuple[int, ...] | None) -> str | None:
-    if variant is None or isinstance(variant, str):
-        return variant
-    return ",".join(str(n) for n in variant)
 
 
 def _has_paper_widths(model: nn.Module) -> bool:
@@ -116,7 +111,7 @@ def complexity(
     macs = count_macs(model, size, variant)
     return Complexity(
         arch=arch,
-        variant=_variant_label(variant or getattr(model.config, "default_variant", None)),
+        variant=variant_label(variant or getattr(model.config, "default_variant", None)),
         size=size,
         params_total=params_total,
         params_used=params_used,

@@ -19,7 +19,6 @@ Both are built so that a resumed run sees exactly the samples an uninterrupted r
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -29,11 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import IterableDataset, Sampler, get_worker_info
 
 from dynet.degrade import DegradationRecipe, apply_recipe
-from dynet.imaging import CROP_MULTIPLE, center_crop_multiple, to_tensor
+from dynet.imaging import CROP_MULTIPLE, center_crop_multiple, decode_rgb, read_rgb, to_tensor
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp", "ppm", "tif", "tiff")
 IMAGE_SUFFIXES = frozenset(f".{e}" for e in IMAGE_EXTS)
@@ -60,21 +58,9 @@ def seed_of(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def decode_rgb(data: bytes, name: str) -> np.ndarray:
-    """Encoded image bytes as H x W x 3 uint8."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise UnreadableImageError(f"cannot decode image {name}: {exc}") from exc
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MissingTrainingFileError(f"missing training image {path}") from None
-    return decode_rgb(data, str(path))
+def read_training_image(path: Path) -> np.ndarray:
+    """A training image as H x W x 3 uint8, failing with this module's errors."""
+    return read_rgb(path, UnreadableImageError, MissingTrainingFileError, "training image")
 
 
 def _crop_to_multiple(image: np.ndarray, name: str) -> np.ndarray:
@@ -192,7 +178,7 @@ class PatchStream(IterableDataset):
         name = f"{uri}:{sample.get('__key__')}"
         if ext is None:
             raise TrainingDataError(f"sample {name} holds no image ({sorted(sample)})")
-        image = decode_rgb(sample[ext], name)
+        image = decode_rgb(sample[ext], name, UnreadableImageError)
         gen = torch.Generator().manual_seed(seed)
         top, left = crop_box(image.shape[0], image.shape[1], self.crop, gen, name)
         patch = image[top : top + self.crop, left : left + self.crop]
@@ -400,9 +386,9 @@ class AllInOneDataset(torch.utils.data.Dataset):
         index, seed = key
         item = self.items[index]
         gen = torch.Generator().manual_seed(seed)
-        clean = _crop_to_multiple(read_rgb(item.target), str(item.target))
+        clean = _crop_to_multiple(read_training_image(item.target), str(item.target))
         if item.degraded is not None:
-            degraded = _crop_to_multiple(read_rgb(item.degraded), str(item.degraded))
+            degraded = _crop_to_multiple(read_training_image(item.degraded), str(item.degraded))
             if degraded.shape != clean.shape:
                 raise TrainingDataError(
                     f"{item.degraded} ({degraded.shape[1]}x{degraded.shape[0]}) and its clean "

@@ -32,34 +32,9 @@ from dynet.blocks import (
     conv3x3,
     pad_to_multiple,
 )
+from dynet.variants import resolve_variant
 
-VARIANTS: dict[str, tuple[int, int, int, int]] = {"L": (4, 6, 6, 8), "S": (2, 3, 3, 4)}
 SIZE_MULTIPLE = 8  # three 2x downsamplings
-
-
-class InvalidVariantError(ValueError):
-    """A variant that is neither a known name nor a tuple of four positive repeat counts."""
-
-
-def resolve_variant(variant: str | tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
-    """Turn ``"L"``, ``"S"`` (any case) or four positive ints into repeat counts."""
-    if isinstance(variant, str):
-        key = variant.strip().upper()
-        if key.startswith("DYNET-"):
-            key = key[len("DYNET-") :]
-        if key in VARIANTS:
-            return VARIANTS[key]
-        raise InvalidVariantError(
-            f"unknown DyNet variant {variant!r}: use 'L', 'S' or four repeat counts like 2,3,3,4"
-        )
-    repeats = tuple(variant)
-    if len(repeats) != 4 or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in repeats
-    ):
-        raise InvalidVariantError(
-            f"a DyNet variant needs four positive integer repeat counts, got {variant!r}"
-        )
-    return repeats  # type: ignore[return-value]
 
 
 class NetworkConfig:

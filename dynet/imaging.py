@@ -1,13 +1,55 @@
-"""Image helpers shared by training, evaluation and restoration: the official protocol's crop
-and the conversions between uint8 H x W x 3 arrays and float 3 x H x W tensors in [0, 1]."""
+"""Image helpers shared by training, evaluation and restoration: decoding files to RGB, the
+official protocol's crop and the conversions between uint8 H x W x 3 arrays and float
+3 x H x W tensors in [0, 1]."""
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 #: The official code center-crops every training and test image to a multiple of 16.
 CROP_MULTIPLE = 16
+
+
+class UnreadableImageError(ValueError):
+    """An image that cannot be read or decoded (the message names it)."""
+
+
+def decode_rgb(data: bytes, name: str, error: type[Exception] = UnreadableImageError) -> np.ndarray:
+    """Encoded image bytes as H x W x 3 uint8 RGB; bytes that do not decode raise ``error``.
+
+    ``error`` lets each caller keep its own error family (training data, test data, inputs
+    to restore) while the decoding stays one routine."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise error(f"cannot decode image {name}: {exc}") from exc
+
+
+def read_rgb(
+    path: Path,
+    error: type[Exception] = UnreadableImageError,
+    missing: type[Exception] | None = None,
+    what: str = "image",
+) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB.
+
+    A file that cannot be read or decoded raises ``error``; a missing file raises ``missing``
+    ("missing WHAT PATH") when given, else ``error`` too."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        if missing is not None:
+            raise missing(f"missing {what} {path}") from None
+        raise error(f"cannot read {what} {path}: no such file") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
+    return decode_rgb(data, str(path), error)
 
 
 def center_crop_multiple(

@@ -26,7 +26,8 @@ from dynet.blocks import (
     conv3x3,
     pad_to_multiple,
 )
-from dynet.dynet import SIZE_MULTIPLE, InvalidVariantError, NetworkConfig
+from dynet.dynet import SIZE_MULTIPLE, NetworkConfig
+from dynet.variants import InvalidVariantError
 
 
 @dataclass(frozen=True)

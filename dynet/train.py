@@ -64,6 +64,7 @@ from dynet.train_state import (
     stop_on_signals,
     stop_requested,
 )
+from storage.devices import resolve_device
 from storage.uri import is_local, join, open_fs
 
 
@@ -94,21 +95,13 @@ def setup_distributed(device_request: str) -> Distributed:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Distributed()
-    use_cuda = torch.cuda.is_available() and device_request != "cpu"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = resolve_device(device_request, local_rank).type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
-
-
-def resolve_device(request: str, ddp: Distributed) -> torch.device:
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request == "cuda" and ddp.enabled:
-        request = f"cuda:{ddp.local_rank}"
-    return torch.device(request)
 
 
 def initialise(model: nn.Module, source: str) -> None:
@@ -281,7 +274,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training as ``cfg`` says; returns a summary of the run."""
     # -- processes, device, precision
     ddp = setup_distributed(cfg.runtime.device)
-    device = resolve_device(cfg.runtime.device, ddp)
+    device = resolve_device(cfg.runtime.device, ddp.local_rank if ddp.enabled else None)
     cuda = device.type == "cuda"
     bf16 = cfg.runtime.precision == "bf16" or (cfg.runtime.precision == "auto" and cuda)
     channels_last = cfg.runtime.channels_last if cfg.runtime.channels_last is not None else cuda

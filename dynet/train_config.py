@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,8 +27,9 @@ from pydantic import (
 
 from dynet.data import TASKS
 from dynet.degrade import DegradationRecipe
-from dynet.dynet import resolve_variant
+from dynet.variants import resolve_variant
 from storage.config_errors import ConfigError, read_config_file, validation_lines
+from storage.config_overrides import apply_overrides, override_origin
 
 
 class _Strict(BaseModel):
@@ -393,29 +393,6 @@ TrainConfig = PretrainConfig | FinetuneConfig
 STAGES: dict[str, type[_TrainConfig]] = {"pretrain": PretrainConfig, "finetune": FinetuneConfig}
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (values parsed as YAML: 3, 1e-4, true, [1,2])."""
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=2e-4)")
-        node = data
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[leaf] = _parse_value(value)
-    return data
-
-
 def build_config(
     data: dict[str, Any],
     stage: str | None = None,
@@ -441,14 +418,7 @@ def load_config(
     path: str | Path | None, overrides: list[str] | None = None, stage: str | None = None
 ) -> TrainConfig:
     data = read_config_file(path) if path else {}
-    apply_overrides(data, overrides or [])
-    overridden = [item.partition("=")[0].strip() for item in overrides or []]
-
-    def origin(field: str) -> str:
-        """A field set (or under a section set) by a KEY=VALUE override came from the
-        command line; any other from the file (or the defaults, "config")."""
-        if any(field == key or field.startswith(f"{key}.") for key in overridden):
-            return "command line"
-        return str(path) if path else "config"
-
-    return build_config(data, stage, origin)
+    # A field set (or under a section set) by a KEY=VALUE override came from the command
+    # line; any other from the file (or the defaults, "config").
+    keys = apply_overrides(data, overrides or [], example="optim.lr=2e-4")
+    return build_config(data, stage, override_origin(keys, str(path) if path else "config"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -27,28 +29,60 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from curation.build import (
-    BuildConfig,
     BuildPlan,
     NothingKeptError,
     finish_build,
     plan_build,
     process_partition,
 )
+from curation.config import BuildConfig
 from curation.records import Partition
 from storage.build_area import BuildArea
 from storage.config_errors import validate_config
-from storage.versions import Dataset
+from storage.versions import Dataset, VersionRef
 
-#: Set by the local CLI to draw a progress bar: called with (stage, done, total).
-PROGRESS_HOOK: Callable[[str, int, int], None] | None = None
-#: Set by the local CLI to print what a build that publishes nothing says instead (the lines
-#: of its summary artifact: "no new candidates: NAME stays at vN", the known candidates).
-NOTICE_HOOK: Callable[[str], None] | None = None
+
+@dataclass(frozen=True)
+class BuildWatch:
+    """How a local caller watches a build: ``progress(stage, done, total)`` for a bar, and
+    ``notice(line)`` for what a build that publishes nothing says instead (the lines of its
+    summary artifact: "no new candidates: NAME stays at vN", the known candidates)."""
+
+    progress: Callable[[str, int, int], None] | None = None
+    notice: Callable[[str], None] | None = None
+
+
+# Why a context variable and not a flow parameter: a deployment's parameters are JSON (a
+# callable is none), and `mird build` must still run the flow itself (a flow run, with its
+# artifacts and logs, not a plain function call). A synchronous flow, and the subflows it
+# calls, run in the caller's thread and context, so a value set around the call reaches
+# them; set by `watching`, it is scoped to that call (never left behind after it, and
+# separate for builds run in other threads). Deployment runs see the default: no watcher.
+_WATCH: ContextVar[BuildWatch | None] = ContextVar("build_watch", default=None)
+
+
+def _watch() -> BuildWatch:
+    return _WATCH.get() or BuildWatch()
+
+
+@contextmanager
+def watching(
+    progress: Callable[[str, int, int], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Builds (the flow, or the pipeline calling it) run inside this block report to
+    ``progress`` and ``notice``."""
+    token = _WATCH.set(BuildWatch(progress, notice))
+    try:
+        yield
+    finally:
+        _WATCH.reset(token)
 
 
 def _report(stage: str, done: int, total: int) -> None:
-    if PROGRESS_HOOK is not None:
-        PROGRESS_HOOK(stage, done, total)
+    progress = _watch().progress
+    if progress is not None:
+        progress(stage, done, total)
 
 
 @task(name="process-partition", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -140,9 +174,9 @@ def _funnel_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _nothing_new(plan: BuildPlan) -> str:
+def _nothing_new(plan: BuildPlan) -> VersionRef:
     """An incremental build with no new candidate publishes nothing: its summary artifact
-    says so and the flow returns the unchanged latest version's URI (the run completes)."""
+    says so and the flow returns the unchanged latest version (the run completes)."""
     lines = [plan.nothing_new_message(), plan.known_message()]
     create_markdown_artifact(
         f"# {lines[0]}\n\n- {lines[1]}\n- location: `{plan.dataset.version(plan.parent).uri}`",
@@ -150,9 +184,10 @@ def _nothing_new(plan: BuildPlan) -> str:
     )
     for line in lines:
         get_run_logger().info(line)
-        if NOTICE_HOOK is not None:
-            NOTICE_HOOK(line)
-    return plan.dataset.version(plan.parent).uri
+        notice = _watch().notice
+        if notice is not None:
+            notice(line)
+    return plan.dataset.version(plan.parent).ref
 
 
 def _nothing_kept(error: NothingKeptError) -> None:
@@ -171,9 +206,9 @@ def _nothing_kept(error: NothingKeptError) -> None:
 @flow(name="build-million-ird", log_prints=True, validate_parameters=False)
 def build_million_ird(
     config: BuildConfig, dask_address: str | None = None, dask_workers: int = 0
-) -> str:
-    """Build and publish the next version of the dataset; returns the version's URI (the
-    unchanged latest one when an incremental build finds no new candidate).
+) -> VersionRef:
+    """Build and publish the next version of the dataset; returns it (the unchanged latest
+    one when an incremental build finds no new candidate). Progress: see :func:`watching`.
 
     Prefect's own parameter validation is off: ``config`` is validated here, so that a bad
     deployment parameter fails the run with every failing field, its value and its source
@@ -231,7 +266,7 @@ def build_million_ird(
         summary.append(f"- dashboard: `{dashboard}`")
     create_markdown_artifact("\n".join(summary), key="build-summary")
     logger.info("published %s", version.uri)
-    return version.uri
+    return version.ref
 
 
 def _stage_lines(stats: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from prefect.artifacts import (
 
 from curation.patches import PatchConfig, extract_patches
 from storage.config_errors import validate_config
-from storage.versions import Dataset
+from storage.versions import Dataset, VersionRef
 
 
 @flow(name="extract-patches", validate_parameters=False)  # config is validated below
@@ -21,7 +21,7 @@ def extract_patches_flow(
     version: str | None = None,
     patches_name: str | None = None,
     config: PatchConfig | None = None,
-) -> str:
+) -> VersionRef:
     """Publish a new version of ``<name>-patches`` from ``name``'s version (latest if None)."""
     logger = get_run_logger()
     config = validate_config(PatchConfig, config or {}, "flow parameter config")
@@ -45,4 +45,4 @@ def extract_patches_flow(
         key="patches-summary",
     )
     logger.info("published %s", published.uri)
-    return published.uri
+    return published.ref

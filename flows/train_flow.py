@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import BaseModel, ConfigDict, Field
 
-from curation.build import BuildConfig
+from curation.config import BuildConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig
 from flows.cli.lifetime import popen_kwargs
 from storage.config_errors import validate_config
+from storage.versions import VersionRef
 
 #: Where a deployment run's parameters come from, for configuration errors.
 PARAMETER = "flow parameter config"
@@ -176,7 +178,8 @@ def evaluate_dynet(
     note: str | None = None,
 ) -> dict[str, Any]:
     """The paper's protocol; publishes the comparison table as a Markdown artifact."""
-    from dynet.evaluate import results_markdown, run_evaluation
+    from dynet.eval_reports import results_markdown
+    from dynet.evaluate import run_evaluation
 
     results, paths = run_evaluation(
         weights, data, arch=arch, variant=variant, tasks=tasks, out_dir=out_dir, note=note
@@ -202,31 +205,41 @@ class PipelineConfig(BaseModel):
     gpus: int = Field(0, ge=0)
 
 
+@dataclass(frozen=True)
+class PipelineResult:
+    """What `million-ird-pipeline` made: both published versions, the trainer's summaries
+    (``weights`` and the rest of its JSON line) and the evaluation's files (if it ran)."""
+
+    version: VersionRef
+    patches: VersionRef
+    pretrain: dict[str, Any]
+    finetune: dict[str, Any]
+    evaluation: dict[str, Any] | None = None
+
+
 @flow(name="million-ird-pipeline", validate_parameters=False)
-def million_ird_pipeline(config: PipelineConfig) -> dict[str, Any]:
+def million_ird_pipeline(config: PipelineConfig) -> PipelineResult:
     from flows.build_flow import build_million_ird
     from flows.patches_flow import extract_patches_flow
 
     config = validate_config(PipelineConfig, config, PARAMETER)
     build = config.build
-    version_uri = build_million_ird(build)
-    patches_uri = extract_patches_flow(
-        build.root, build.name, version_uri.rstrip("/").rsplit("/", 1)[-1], config=build.patches
+    version = build_million_ird(build)
+    patches = extract_patches_flow(
+        version.root, version.name, version.version, config=build.patches
     )
-    patches_name = f"{build.name}-patches"
     pretrain = config.pretrain.model_copy(deep=True)
     pretrain.data.shards = []
-    pretrain.data.dataset_root, pretrain.data.dataset = build.root, patches_name
-    pretrain.data.version = patches_uri.rstrip("/").rsplit("/", 1)[-1]
+    pretrain.data.dataset_root, pretrain.data.dataset = patches.root, patches.name
+    pretrain.data.version = patches.version
     pre = pretrain_dynet(pretrain, config.gpus)
     finetune = config.finetune.model_copy(deep=True)
     finetune.model.init = pre["weights"]
     fine = finetune_dynet(finetune, config.gpus)
-    result: dict[str, Any] = {"version": version_uri, "patches": patches_uri,
-                              "pretrain": pre, "finetune": fine}  # fmt: skip
+    evaluation = None
     if config.eval_data:
         out = str(Path(fine["weights"]).parent / "evaluation")
-        result["evaluation"] = evaluate_dynet(
+        evaluation = evaluate_dynet(
             fine["weights"], config.eval_data, out_dir=out, note=config.eval_note
         )
-    return result
+    return PipelineResult(version, patches, pre, fine, evaluation)

@@ -360,6 +360,10 @@ class PublishedVersion:
     def uri(self) -> str:
         return join(self.dataset.uri, self.version)
 
+    @property
+    def ref(self) -> VersionRef:
+        return VersionRef(self.dataset.root, self.dataset.name, self.version)
+
     def _read_parquet_dir(self, sub: str, schema: pa.Schema) -> pa.Table:
         fs, base = self.dataset.fs, join(self.dataset.path, self.version, sub)
         if not fs.exists(base):
@@ -398,3 +402,20 @@ class PublishedVersion:
 
         for uri in self.shard_uris():
             yield from iter_tar_samples(uri)
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """Which published version: what a flow returns. Plain strings, so that a flow run's
+    result serialises (a :class:`PublishedVersion` holds a filesystem); :meth:`open` reads it."""
+
+    root: str
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        return join(self.root, self.name, self.version)
+
+    def open(self) -> PublishedVersion:
+        return Dataset(self.root, self.name).version(self.version)

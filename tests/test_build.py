@@ -12,13 +12,13 @@ import duckdb
 import pytest
 
 from curation.build import (
-    BuildConfig,
     NoCandidatesError,
     NothingKeptError,
     plan_build,
     process_partition,
     run_build,
 )
+from curation.config import BuildConfig
 from flows.demo.source import write_demo_source
 from storage.verify import verify_version
 from tests.http_fixtures import (

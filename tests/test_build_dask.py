@@ -14,13 +14,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curation.build import BuildConfig, run_build
+from curation.build import run_build
+from curation.config import BuildConfig
 from curation.dedupe import (
     REASON_DUPLICATE,
     REASON_NEAR_DUPLICATE,
     DedupeError,
-    dedupe,
     near_duplicate_pairs,
+)
+from curation.dedupe import (
+    dedupe_columns as dedupe,
 )
 from curation.dedupe_dask import DaskPairSearch
 from storage.verify import verify_version

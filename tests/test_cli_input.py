@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from curation.build import BuildConfig
+from curation.config import BuildConfig
 from flows.cli.build import NOTHING_KEPT_HINT
 from storage.config_errors import ConfigError, validate_config
 

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 
-from curation.build import BuildConfig, run_build
-from curation.config import SourceConfig
+from curation.build import run_build
+from curation.config import BuildConfig, SourceConfig
 from curation.sources import SourceError, iter_candidates
 from dynet.train_config import ConfigError, FinetuneConfig, PretrainConfig, load_config
 from flows.cli.build import NOTHING_KEPT_HINT, funnel_summary

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from curation.build import BuildConfig, plan_build, run_build
+from curation.build import plan_build, run_build
 from curation.build_options import merge_options
+from curation.config import BuildConfig
 from curation.decontaminate import TestSetError, test_set_index
 from curation.hashing import perceptual_hash64
 from curation.quality import open_reduced

@@ -17,10 +17,12 @@ from curation.dedupe import (
     DedupeError,
     brute_force_pairs,
     dedupe,
+    dedupe_columns,
     near_duplicate_pairs,
     plan_blocks,
 )
-from curation.hashing import hash_records, phash256, to_int64
+from curation.hashing import perceptual_hash64, phash256, sha256_hex, to_int64
+from storage.schemas import REJECTS_SCHEMA
 
 MAX_PLANTED = 8 + 2
 
@@ -225,17 +227,18 @@ def test_edited_copies_are_near_duplicates_and_distinct_photos_are_not() -> None
                 continue
             records.append((f"{name}/{variant}", data, _reduced_decode(data)))
             quality.append(0.5)
-    batch = hash_records(records, with_phash256=True)
-    result = dedupe(batch.keys, batch.sha256, batch.hashes, quality=quality)
+    keys = [key for key, _, _ in records]
+    sha = [sha256_hex(data) for _, data, _ in records]
+    hashes = [perceptual_hash64(image) for _, _, image in records]
+    result = dedupe_columns(keys, sha, hashes, quality=quality)
     assert result.kept_keys() == [f"{name}/original" for name in PHOTOS]
     assert len(result.rejects) == len(records) - len(PHOTOS)
     for candidate, reason, detail in rejected(result):
         assert reason == REASON_NEAR_DUPLICATE
         assert detail == candidate.split("/")[0] + "/original"
     # the 256-bit verification confirms every one of these matches
-    verified = dedupe(
-        batch.keys, batch.sha256, batch.hashes, quality=quality, verify=batch.phash256
-    )
+    long = [phash256(image) for _, _, image in records]
+    verified = dedupe_columns(keys, sha, hashes, quality=quality, verify=long)
     assert verified.rejects.equals(result.rejects)
 
 
@@ -243,14 +246,16 @@ def test_256_bit_verification_splits_a_chance_collision() -> None:
     astronaut, coffee = _photo("astronaut"), _photo("coffee")
     collided = [_h(3, 9), _h(3, 9, 20)]  # as if two distinct photos hashed 1 bit apart
     args = (["astronaut", "coffee"], ["a", "c"], collided)
-    assert dedupe(*args).kept_keys() == ["astronaut"]
+    assert dedupe_columns(*args).kept_keys() == ["astronaut"]
     long = [phash256(astronaut), phash256(coffee)]
-    assert dedupe(*args, verify=long).kept_keys() == ["astronaut", "coffee"]
+    assert dedupe_columns(*args, verify=long).kept_keys() == ["astronaut", "coffee"]
     # the previous index's phash256 column is used the same way
     previous = {"key": ["astronaut"], "phash": [collided[0]], "phash256": [long[0]]}
-    assert dedupe(["coffee"], ["c"], [collided[1]], previous=previous, verify=[long[1]]).keep[0]
+    assert dedupe_columns(
+        ["coffee"], ["c"], [collided[1]], previous=previous, verify=[long[1]]
+    ).keep[0]
     with pytest.raises(DedupeError, match="32 bytes"):
-        dedupe(*args, verify=[b"short", long[1]])
+        dedupe_columns(*args, verify=[b"short", long[1]])
 
 
 # ------------------------------------------------------------------- keeper policy
@@ -261,7 +266,7 @@ def _h(*bits: int) -> int:
 
 
 def test_byte_identical_copies_are_duplicates_of_the_kept_one() -> None:
-    result = dedupe(
+    result = dedupe_columns(
         ["c", "a", "b", "z"],
         ["s1", "s1", "s1", "s2"],
         [_h(1), _h(1), _h(1), _h(40, 41, 42, 43, 44, 45, 46)],
@@ -271,7 +276,7 @@ def test_byte_identical_copies_are_duplicates_of_the_kept_one() -> None:
         ("c", REASON_DUPLICATE, "a"),
         ("b", REASON_DUPLICATE, "a"),
     }
-    assert result.rejects.column_names == ["candidate_id", "stage", "reason", "detail"]
+    assert result.rejects.schema.equals(REJECTS_SCHEMA, check_metadata=True)
 
 
 def test_keeper_policy_quality_then_resolution_then_key() -> None:
@@ -281,27 +286,27 @@ def test_keeper_policy_quality_then_resolution_then_key() -> None:
     width = [100, 200, 200, 100, 50]
     height = [100, 100, 100, 100, 50]
 
-    best_quality = dedupe(
+    best_quality = dedupe_columns(
         keys, sha, hashes, quality=[0.1, 0.5, 0.5, 0.9, 0.2], width=width, height=height
     )
     assert best_quality.kept_keys() == ["k0"]
     assert {detail for _, _, detail in rejected(best_quality)} == {"k0"}
 
     # tie on quality: the larger image wins; tie on both: the smallest key
-    by_area = dedupe(
+    by_area = dedupe_columns(
         keys, sha, hashes, quality=[0.5, 0.5, 0.5, 0.5, np.nan], width=width, height=height
     )
     assert by_area.kept_keys() == ["k1"]
-    by_key = dedupe(keys, sha, hashes, quality=[0.5] * 5, width=[1] * 5, height=[1] * 5)
+    by_key = dedupe_columns(keys, sha, hashes, quality=[0.5] * 5, width=[1] * 5, height=[1] * 5)
     assert by_key.kept_keys() == ["k0"]
     # NaN quality ranks last, not first
-    nan_first = dedupe(keys, sha, hashes, quality=[np.nan, 0.1, np.nan, np.nan, np.nan])
+    nan_first = dedupe_columns(keys, sha, hashes, quality=[np.nan, 0.1, np.nan, np.nan, np.nan])
     assert nan_first.kept_keys() == ["k1"]
 
 
 def test_copy_of_a_dropped_sample_points_to_the_kept_key() -> None:
     # x and its byte copy y lose to the better near-duplicate w
-    result = dedupe(
+    result = dedupe_columns(
         ["x", "y", "w"], ["s", "s", "t"], [_h(5), _h(5), _h(5, 6)], quality=[0.1, 0.1, 0.9]
     )
     assert result.kept_keys() == ["w"]
@@ -313,7 +318,9 @@ def test_copy_of_a_dropped_sample_points_to_the_kept_key() -> None:
 
 def test_chains_cluster_transitively() -> None:
     # a-b and b-c are within 4, a-c is not: one cluster, one keeper
-    result = dedupe(["a", "b", "c"], ["1", "2", "3"], [_h(), _h(0, 1, 2), _h(0, 1, 2, 3, 4, 5)])
+    result = dedupe_columns(
+        ["a", "b", "c"], ["1", "2", "3"], [_h(), _h(0, 1, 2), _h(0, 1, 2, 3, 4, 5)]
+    )
     assert result.kept_keys() == ["a"]
     assert [detail for _, _, detail in rejected(result)] == ["a", "a"]
 
@@ -333,7 +340,7 @@ def test_incremental_against_previous_index(tmp_path) -> None:
     pq.write_table(stored, tmp_path / "index.parquet")
     index = pq.read_table(tmp_path / "index.parquet")
 
-    result = dedupe(
+    result = dedupe_columns(
         ["n-copy", "n-near", "n-new", "n-new-copy"],
         ["sp1", "sn2", "sn3", "sn3"],
         [
@@ -356,7 +363,9 @@ def test_incremental_against_previous_index(tmp_path) -> None:
     }
 
     # an index without digests still catches the copy, by its hash
-    no_sha = dedupe(["n-copy"], ["sp1"], [_h(10)], previous={"key": ["p1"], "phash": [_h(10)]})
+    no_sha = dedupe_columns(
+        ["n-copy"], ["sp1"], [_h(10)], previous={"key": ["p1"], "phash": [_h(10)]}
+    )
     assert [(reason, detail) for _, reason, detail in rejected(no_sha)] == [
         (REASON_NEAR_DUPLICATE, "p1")
     ]
@@ -364,12 +373,51 @@ def test_incremental_against_previous_index(tmp_path) -> None:
 
 def test_bad_input_is_refused_clearly() -> None:
     with pytest.raises(DedupeError, match="key 'a' occurs more than once"):
-        dedupe(["a", "a"], ["1", "2"], [1, 2])
+        dedupe_columns(["a", "a"], ["1", "2"], [1, 2])
     with pytest.raises(DedupeError, match="key 'p' occurs more than once"):
-        dedupe(["p"], ["1"], [1], previous={"key": ["p"], "phash": [1]})
+        dedupe_columns(["p"], ["1"], [1], previous={"key": ["p"], "phash": [1]})
     with pytest.raises(DedupeError, match="differ in length"):
-        dedupe(["a", "b"], ["1"], [1, 2])
+        dedupe_columns(["a", "b"], ["1"], [1, 2])
     with pytest.raises(DedupeError, match="lacks column 'phash'"):
-        dedupe(["a"], ["1"], [1], previous=pa.table({"key": ["p"]}))
+        dedupe_columns(["a"], ["1"], [1], previous=pa.table({"key": ["p"]}))
     with pytest.raises(DedupeError, match="64-bit integers"):
-        dedupe(["a"], ["1"], np.array([1.5]))
+        dedupe_columns(["a"], ["1"], np.array([1.5]))
+
+
+def test_one_arrow_table_in_rejects_with_url_and_source_out() -> None:
+    candidates = pa.table(
+        {
+            "key": ["a", "b", "c"],
+            "url": ["http://h/a.jpg", "http://h/b.jpg", "http://h/c.jpg"],
+            "source": ["s", "s", "t"],
+            "sha256": ["1", "1", "3"],
+            "phash": pa.array([_h(1), _h(1), _h(1, 2)], pa.int64()),  # int64: same bits
+            "quality": pa.array([0.5, 0.9, None], pa.float32()),  # null ranks last
+            "phash256": pa.array([bytes(32)] * 3, pa.binary(32)),
+        }
+    )
+    result = dedupe(candidates)
+    assert result.kept_keys() == ["b"]
+    assert result.rejects.schema.equals(REJECTS_SCHEMA, check_metadata=True)
+    assert result.rejects.to_pylist() == [
+        {
+            "candidate_id": "a",
+            "url": "http://h/a.jpg",
+            "source": "s",
+            "stage": "dedupe",
+            "reason": REASON_DUPLICATE,
+            "detail": "b",
+        },
+        {
+            "candidate_id": "c",
+            "url": "http://h/c.jpg",
+            "source": "t",
+            "stage": "dedupe",
+            "reason": REASON_NEAR_DUPLICATE,
+            "detail": "b",
+        },
+    ]
+    with pytest.raises(DedupeError, match="candidates lacks column 'sha256'"):
+        dedupe(candidates.drop_columns(["sha256"]))
+    with pytest.raises(DedupeError, match="key of the candidates holds nulls"):
+        dedupe(candidates.set_column(0, "key", pa.array(["a", None, "c"])))

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from dynet.data import discover_items
-from dynet.evaluate import discover_task
+from dynet.eval_data import discover_task
 from flows.demo.layout import write_demo_layout
 
 

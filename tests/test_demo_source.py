@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from curation.build import BuildConfig, run_build
-from curation.config import SourceConfig
+from curation.build import run_build
+from curation.config import BuildConfig, SourceConfig
 from curation.sources import iter_candidates
 from flows.demo.server import DemoServer, write_url_list
 from flows.demo.source import (

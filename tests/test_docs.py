@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 from typer.testing import CliRunner
 
-from curation.build import BuildConfig
+from curation.config import BuildConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig, build_config
 from flows.cli import config_reference
 from flows.cli.app import app
@@ -430,9 +430,21 @@ def test_readme_schema_tables_match_storage_schemas(name):
     assert schema_table(f"`storage.schemas.{name}`") == expected
 
 
+def test_readme_reasons_table_is_generated_from_the_catalogue():
+    from curation.reasons import REASONS, markdown_table
+
+    table = markdown_table()
+    assert table in readme(), (
+        "README's table of reject reasons is stale: paste curation.reasons.markdown_table()"
+    )
+    assert len(table.splitlines()) == len(REASONS) + 2
+    start = readme().index(table)
+    assert "curation.reasons" in readme()[start - 400 : start]
+
+
 def test_readme_names_the_official_layout_folders():
     from dynet.data import TASK_FOLDERS
-    from dynet.evaluate import TASK_SPECS
+    from dynet.eval_data import TASK_SPECS
 
     text = readme()
     for folder in TASK_FOLDERS.values():

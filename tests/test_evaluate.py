@@ -13,22 +13,17 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dynet.checkpoint import save_weights
-from dynet.evaluate import (
-    InferenceConfig,
+from dynet.eval_data import (
     MismatchedPairsError,
     MissingTaskDataError,
-    RunSpec,
     UnreadableImageError,
     add_gaussian_noise,
-    center_crop_multiple,
     discover_task,
-    evaluate_model,
     resolve_tasks,
-    results_dict,
-    results_markdown,
-    run_evaluation,
-    run_specs,
 )
+from dynet.eval_reports import results_dict, results_markdown
+from dynet.evaluate import InferenceConfig, RunSpec, evaluate_model, run_evaluation, run_specs
+from dynet.imaging import center_crop_multiple
 from dynet.metrics import score_pair
 from dynet.published import PUBLISHED_ROWS, TASK_COLUMNS, URBAN100_COLUMNS
 from dynet.registry import create_model

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from PIL import Image, ImageFilter
 
-from curation.build import BuildConfig
 from curation.calibrate import (
     check_percentiles,
     outward,
@@ -27,7 +26,7 @@ from curation.calibrate import (
     sample_candidates,
     worst_acceptable,
 )
-from curation.config import SourceConfig
+from curation.config import BuildConfig, SourceConfig
 from storage.config_errors import validate_config
 from tests.http_fixtures import body, http_server_fixture  # noqa: F401 - the fixture
 

@@ -127,3 +127,46 @@ def test_build_on_a_local_dask_cluster(tmp_path, http_source):
     version = Dataset(str(tmp_path / "dask"), "ird").version()
     assert version.manifest().num_rows == list(expected.values()).count("keep")
     assert verify_version(version).ok
+
+
+WATCHED_BUILD = """
+import json, sys
+from flows.build_flow import build_million_ird, watching
+from flows.cli.lifetime import start_prefect_server
+
+start_prefect_server()
+config = json.loads(sys.argv[1])
+for _ in range(2):  # the second build finds nothing new and says so to its watcher
+    progress, notices = [], []
+    with watching(progress=lambda *call: progress.append(call), notice=notices.append):
+        ref = build_million_ird(config)
+    print(json.dumps({"ref": [ref.root, ref.name, ref.version, ref.uri],
+                      "progress": progress, "notices": notices}))
+"""
+
+
+@pytest.mark.slow
+def test_a_local_build_reports_to_its_watcher_and_returns_its_version(tmp_path, http_source):
+    """Progress and notices reach the caller that passed them in (not a module global), the
+    flow returns which version it published, typed, and nothing is left set afterwards."""
+    url_list, _ = http_source
+    config = small_build_config(tmp_path / "out", url_list, partition_size=2)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # as `mird` sets it
+        "PYTHONPATH": str(REPO),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", WATCHED_BUILD, json.dumps(config)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, again = (json.loads(line) for line in run.stdout.strip().splitlines()[-2:])
+    root = str(tmp_path / "out")
+    assert first["ref"] == [root, "ird", "v1", f"{root}/ird/v1"]
+    partitions = [call for call in first["progress"] if call[0] == "partitions"]
+    assert partitions and partitions[-1][1] == partitions[-1][2] > 1  # every partition done
+    assert first["notices"] == []
+    assert again["ref"] == first["ref"] and again["progress"] == []
+    assert again["notices"][0] == "no new candidates: ird stays at v1"

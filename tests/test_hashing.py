@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 
 import imagehash
@@ -19,7 +18,6 @@ from curation.hashing import (
     from_int64,
     hamming64,
     hamming_bytes,
-    hash_records,
     perceptual_hash64,
     phash256,
     sha256_hex,
@@ -75,42 +73,24 @@ def test_256_bit_phash_for_verification(photos) -> None:
         hamming_bytes(long_a, long_a[:8])
 
 
-def test_batch_hashing_to_arrow_and_parquet(photos, tmp_path) -> None:
-    records = [(name, _png(im), im) for name, im in photos.items()]
-    batch = hash_records(records, with_phash256=True)
-    assert len(batch) == len(records)
-    assert batch.hashes.dtype == np.uint64
-    assert batch.keys == list(photos)
-    assert batch.sha256 == [hashlib.sha256(data).hexdigest() for _, data, _ in records]
-    assert batch.hashes.tolist() == [perceptual_hash64(im) for im in photos.values()]
-
-    table = batch.to_arrow()
-    assert table.schema.field("phash").type == pa.uint64()
-    assert table.schema.field("phash256").type == pa.binary(32)
+def test_hashes_keep_their_bits_in_parquet_and_as_int64(photos, tmp_path) -> None:
+    hashes = np.array([perceptual_hash64(im) for im in photos.values()], dtype=np.uint64)
+    long_hashes = [phash256(im) for im in photos.values()]
+    table = pa.table(
+        {"phash": pa.array(hashes, pa.uint64()), "phash256": pa.array(long_hashes, pa.binary(32))}
+    )
     pq.write_table(table, tmp_path / "hashes.parquet")
     back = pq.read_table(tmp_path / "hashes.parquet")
     assert back.equals(table)
-    assert back.column("phash").to_numpy().tolist() == batch.hashes.tolist()
+    assert back.column("phash").to_numpy().tolist() == hashes.tolist()
 
     # the int64 form keeps the bits, so distances are unchanged
-    signed = to_int64(batch.hashes)
+    signed = to_int64(hashes)
     assert signed.dtype == np.int64
-    assert from_int64(signed).tolist() == batch.hashes.tolist()
-    assert (np.bitwise_count(signed[0] ^ signed[1])) == hamming64(*batch.hashes[:2].tolist())
+    assert from_int64(signed).tolist() == hashes.tolist()
+    assert (np.bitwise_count(signed[0] ^ signed[1])) == hamming64(*hashes[:2].tolist())
 
 
-def test_dhash_batch_column_is_named_by_kind(photos) -> None:
-    im = photos["coffee"]
-    table = hash_records([("c", _png(im), im)], kind="dhash").to_arrow()
-    assert table.column_names == ["key", "sha256", "dhash"]
-    assert table.column("dhash")[0].as_py() == int(str(imagehash.dhash(im)), 16)
-
-
-def test_bad_records_fail_with_the_key_named(photos) -> None:
-    im = photos["coffee"]
-    with pytest.raises(HashingError, match="'empty-one'.*empty"):
-        hash_records([("empty-one", b"", im)])
-    with pytest.raises(HashingError, match="'not-decoded'.*PIL image"):
-        hash_records([("not-decoded", b"x", np.zeros((8, 8)))])
+def test_unknown_hash_kind_is_refused(photos) -> None:
     with pytest.raises(HashingError, match="unknown hash kind 'ahash'"):
-        hash_records([("k", b"x", im)], kind="ahash")
+        perceptual_hash64(photos["coffee"], "ahash")  # type: ignore[arg-type]

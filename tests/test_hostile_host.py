@@ -12,7 +12,8 @@ import time
 import zlib
 from pathlib import Path
 
-from curation.build import BuildConfig, run_build
+from curation.build import run_build
+from curation.config import BuildConfig
 from flows.demo.source import write_demo_source
 from tests import curation_images as images
 from tests.http_fixtures import FaultServer, assert_no_secret_in_files, body, redirect, send, status

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.build import BuildConfig, is_transient, run_build
-from curation.config import CurationConfig, FetchConfig, ProbeConfig
+from curation.build import is_transient, run_build
+from curation.config import BuildConfig, CurationConfig, FetchConfig, ProbeConfig
 from curation.fetch import POLITENESS_REASONS, TDMREP_PATH, Fetcher
 from curation.host_policy import HostPolicy
 from curation.optout import parse_tdmrep

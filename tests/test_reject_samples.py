@@ -16,8 +16,8 @@ import duckdb
 import pytest
 from PIL import Image
 
-from curation.build import BuildConfig, run_build
-from curation.config import RejectSampleConfig
+from curation.build import run_build
+from curation.config import BuildConfig, RejectSampleConfig
 from curation.publish import publish_build
 from curation.records import Candidate, Reject
 from curation.reject_samples import (

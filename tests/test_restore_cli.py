@@ -14,8 +14,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dynet import WeightsNotFoundError, create_model, save_weights
+from dynet.restore import ImageInputError, ImageNotFoundError, restore_images
 from dynet.tiling import TilingError, blend_ramp, restore_tensor, tile_starts
-from flows.cli.restore import ImageInputError, ImageNotFoundError, register, restore_images
+from flows.cli.restore import register
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"dim": 8, "prompt_channels": (8, 8, 16), "prompt_sizes": (8, 4, 2)}
@@ -125,7 +126,7 @@ def test_restore_command_writes_restored_images(tmp_path, weights):
 
 def test_custom_variant_from_the_command_line(tmp_path, weights):
     img = write_image(tmp_path / "a.png", 16, 24)
-    written = restore_images([img], weights, tmp_path / "o", variant="1,1,2,1", show_progress=False)
+    written = restore_images([img], weights, tmp_path / "o", variant="1,1,2,1")
     assert written == [tmp_path / "o" / "a.png"]
 
 
@@ -142,7 +143,7 @@ def test_clear_errors(tmp_path, weights):
     with pytest.raises(ValueError, match="--variant 'x,y'"):
         restore_images([good], weights, tmp_path / "o", variant="x,y")
     with pytest.raises(ValueError, match="unknown DyNet variant 'XL'"):
-        restore_images([good], weights, tmp_path / "o", variant="XL", show_progress=False)
+        restore_images([good], weights, tmp_path / "o", variant="XL")
     other = tmp_path / "sub"
     other.mkdir()
     twin = write_image(other / "good.jpg", 16, 16)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from curation.build import BuildConfig, run_build
+from curation.build import run_build
+from curation.config import BuildConfig
 from curation.partition import STAGES
 from flows.dashboard import build_dashboard
 from flows.demo.source import write_demo_source

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from curation.build import BuildConfig, run_build
+from curation.build import run_build
+from curation.config import BuildConfig
 from flows.cli.app import app
 from flows.dashboard import build_dashboard
 from tests.real_images import encoded, real_photo

@@ -1,4 +1,4 @@
-"""`mird build SOURCE... --root ROOT --name NAME`: run the build flow here, with a progress bar."""
+"""`mird build SOURCE... [KEY=VALUE...] --root ROOT --name NAME`: the build flow, run here."""
 
 from __future__ import annotations
 
@@ -24,14 +24,17 @@ def load_build_config(
     allow_hosts: list[str],
     allow_empty: bool = False,
     exclude: list[str] | None = None,
+    settings: list[str] | None = None,
 ):
-    """The one BuildConfig: file (YAML/JSON) first, then command-line options on top.
+    """The one BuildConfig: file (YAML/JSON) first, then command-line options on top, then
+    the ``KEY=VALUE`` ``settings`` (storage.config_overrides) on top of both.
 
     Validated once, merged: an error names the file, or "command line" for a field that an
-    option set (so an option may also supply what the file lacks, e.g. ``--root``)."""
-    from curation.build import BuildConfig
+    option or a setting set (so an option may also supply what the file lacks, e.g. ``--root``)."""
     from curation.build_options import merge_options
+    from curation.config import BuildConfig
     from storage.config_errors import ConfigError, validate_config
+    from storage.config_overrides import apply_overrides, override_origin
 
     data, origin = merge_options(
         config_file,
@@ -41,6 +44,7 @@ def load_build_config(
         allow_empty=allow_empty,
         exclude=exclude or [],
     )
+    origin = override_origin(apply_overrides(data, settings or []), origin)
 
     problems: list[str] = []  # every problem at once: a misspelt key may explain the rest
     try:
@@ -55,6 +59,25 @@ def load_build_config(
     if problems:
         raise ConfigError(*problems)
     return config
+
+
+def load_gate_config(
+    config_file: Path | None,
+    allow_hosts: list[str],
+    sources: list[str] | None = None,
+    settings: list[str] | None = None,
+):
+    """The BuildConfig ``mird explain`` and ``mird calibrate`` judge with: read as
+    ``curation.calibrate.load_gate_config`` reads it (no storage root needed), with the
+    ``KEY=VALUE`` ``settings`` on top, as in :func:`load_build_config`."""
+    from curation.build_options import merge_options
+    from curation.config import BuildConfig
+    from storage.config_errors import validate_config
+    from storage.config_overrides import apply_overrides, override_origin
+
+    data, origin = merge_options(config_file, sources=sources or [], allow_hosts=allow_hosts)
+    origin = override_origin(apply_overrides(data, settings or []), origin)
+    return validate_config(BuildConfig, {"root": "", **data}, origin)
 
 
 #: Printed on stderr when a build keeps nothing and too_small leads the rejects: the
@@ -109,7 +132,10 @@ def register(app: typer.Typer) -> None:
     @app.command("build")
     def build(
         sources: list[str] = typer.Argument(
-            None, help="URL lists (.txt/.csv/.tsv/.jsonl/.parquet[.gz]), folders or prefixes."
+            None,
+            help="URL lists (.txt/.csv/.tsv/.jsonl/.parquet[.gz]), folders or prefixes; then "
+            "any KEY=VALUE settings, e.g. curation.probe.min_side=512.",
+            metavar="SOURCE... KEY=VALUE",
         ),
         root: str = typer.Option(None, help="Storage root URI (path, s3://, gs://...)."),
         name: str = typer.Option(None, help="Dataset name [default: million-ird]."),
@@ -135,16 +161,18 @@ def register(app: typer.Typer) -> None:
         Runs the flow build-million-ird: fetch, filters, dedupe, IQA, publish. A rerun
         skips finished partitions; by default the build adds to the latest version
         (--full: all again). Every option of the build is in --config (see
-        docs/configuration.md); the options here override the file. Prints the
-        published version's URI, then a line: kept N of M candidates and the top
-        reject reasons. With no new candidate it publishes nothing and says "no
-        new candidates: NAME stays at vN". A build that keeps nothing publishes
-        nothing and exits 1 (--allow-empty: publish it anyway).
+        docs/configuration.md); the options here override the file, and KEY=VALUE
+        settings after the sources (dotted names, values read as YAML) override
+        both. Prints the published version's URI, then a line: kept N of M
+        candidates and the top reject reasons. With no new candidate it publishes
+        nothing and says "no new candidates: NAME stays at vN". A build that keeps
+        nothing publishes nothing and exits 1 (--allow-empty: publish it anyway).
 
         Examples:
 
             mird build urls.parquet photos/ --root data/datasets --name million-ird
             mird build --config build.yaml --dask-local 4
+            mird build photos/ --root data/datasets curation.probe.min_side=512
             mird build --config build.yaml --dask-address tcp://scheduler:8786
             mird build list.txt --root data/datasets --allow-host 127.0.0.1
             mird build list.txt --root data/datasets --exclude data/test
@@ -154,9 +182,12 @@ def register(app: typer.Typer) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+        from storage.config_overrides import split_overrides
+
+        sources, settings = split_overrides(sources or [])
         overrides = {"root": root, "name": name, "incremental": False if full else None}
         build_config = load_build_config(
-            config, overrides, sources or [], allow_host or [], allow_empty, exclude
+            config, overrides, sources, allow_host or [], allow_empty, exclude, settings
         )
 
         from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
@@ -184,28 +215,19 @@ def register(app: typer.Typer) -> None:
                     bars[stage] = progress.add_task(stage, total=total)
                 progress.update(bars[stage], completed=done, total=total)
 
-            build_flow.PROGRESS_HOOK = hook
-            build_flow.NOTICE_HOOK = notices.append
             try:
-                uri = build_flow.build_million_ird(
-                    build_config, dask_address=dask_address, dask_workers=dask_local
-                )
+                with build_flow.watching(progress=hook, notice=notices.append):
+                    published = build_flow.build_million_ird(
+                        build_config, dask_address=dask_address, dask_workers=dask_local
+                    )
             except NothingKeptError as error:
                 progress.stop()
                 report_nothing_kept(error)
                 raise typer.Exit(1) from None
-            finally:
-                build_flow.PROGRESS_HOOK = None
-                build_flow.NOTICE_HOOK = None
         if notices:  # nothing new: nothing published, and no URI of a new version to print
             for line in notices:
                 typer.echo(line)
             return
-        typer.echo(uri)  # alone on the first line: scripts read it
-        from storage.versions import Dataset
-
-        version = Dataset(build_config.root, build_config.name).version(
-            uri.rstrip("/").rsplit("/", 1)[-1]
-        )
-        stats = version.stats()
+        typer.echo(published.uri)  # alone on the first line: scripts read it
+        stats = published.open().stats()
         typer.echo(funnel_summary(stats["funnel"], known=stats.get("skipped_known_candidates", 0)))

@@ -37,7 +37,10 @@ def register(app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate(
         sources: list[str] = typer.Argument(
-            None, help="URL lists (.txt/.csv/.tsv/.jsonl/.parquet[.gz]), folders or globs."
+            None,
+            help="URL lists (.txt/.csv/.tsv/.jsonl/.parquet[.gz]), folders or globs; then "
+            "any KEY=VALUE settings, e.g. curation.probe.min_side=512.",
+            metavar="SOURCE... KEY=VALUE",
         ),
         sample: int = typer.Option(200, min=1, help="Candidates drawn from the sources."),
         percentile: list[float] = typer.Option(
@@ -64,19 +67,24 @@ def register(app: typer.Typer) -> None:
         and how many candidates failed before scoring, and why. Writes a YAML
         fragment (quality.metrics, quality.thresholds, the evidence in comments)
         that mird build --config reads. Sources: SOURCE arguments or
-        curation.sources in --config.
+        curation.sources in --config; KEY=VALUE settings after them as in mird
+        build.
 
         Examples:
 
             mird calibrate photos/ --sample 200 --out quality.yaml
             mird calibrate urls.parquet --percentile 90 --percentile 99 --use 99
             mird calibrate --config build.yaml --seed 1 --out quality.yaml
+            mird calibrate photos/ curation.probe.min_side=512
         """
         from curation import calibrate as core
         from curation.fetch import Fetcher
         from curation.gate import Gate
+        from flows.cli.build import load_gate_config
+        from storage.config_overrides import split_overrides
 
-        build_config = core.load_gate_config(config, allow_host or [], sources or [])
+        sources, settings = split_overrides(sources or [])
+        build_config = load_gate_config(config, allow_host or [], sources, settings)
         if not build_config.curation.sources:
             raise core.CalibrationError(
                 "no sources: give SOURCE arguments or `curation.sources` in --config"

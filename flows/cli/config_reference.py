@@ -46,7 +46,7 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section(
         "build",
-        "curation.build:BuildConfig",
+        "curation.config:BuildConfig",
         "Build",
         "`mird build --config build.yaml` (options such as `--root` and `--name` override the "
         "file), the parameter `config` of the Prefect flow `build-million-ird`, and `build` of "

@@ -87,7 +87,7 @@ def _rgb_table(results_json: Path) -> str:
     """The evaluation's note and its comparison table (RGB), as results.md shows them."""
     import json
 
-    from dynet.evaluate import rgb_table
+    from dynet.eval_reports import rgb_table
 
     results = json.loads(results_json.read_text())
     note = [f"> {results['note']}", ""] if results.get("note") else []

@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from dynet.evaluate import InferenceConfig, results_markdown, run_evaluation
+        from dynet.eval_reports import results_markdown
+        from dynet.evaluate import InferenceConfig, run_evaluation
 
         console = Console(stderr=True)
 

@@ -89,6 +89,11 @@ def register(app: typer.Typer) -> None:
     @app.command("explain")
     def explain(
         image: str = typer.Argument(..., help="Image file, fsspec URI or http(s) URL."),
+        settings: list[str] = typer.Argument(
+            None,
+            help="KEY=VALUE settings on top of --config, e.g. curation.probe.min_side=512.",
+            metavar="KEY=VALUE",
+        ),
         config: Path = typer.Option(
             None, help="BuildConfig as YAML or JSON: its curation and quality settings."
         ),
@@ -104,16 +109,20 @@ def register(app: typer.Typer) -> None:
         reject. Prints the decision first (kept, or rejected: REASON (stage) -
         detail), the header, one PASS/FAIL line per gate with its evidence and
         threshold, then every measurement and IQA score. The settings are a
-        build's: --config (see docs/configuration.md) and --allow-host as in
-        mird build. Exit status: 0 kept, 1 rejected, 2 an input error.
+        build's: --config (see docs/configuration.md), KEY=VALUE settings and
+        --allow-host as in mird build. Exit status: 0 kept, 1 rejected, 2 an
+        input error.
 
         Examples:
 
             mird explain photo.jpg
             mird explain photo.jpg --config build.yaml --json
+            mird explain photo.jpg curation.probe.min_side=512
             mird explain http://127.0.0.1:8000/a.jpg --allow-host 127.0.0.1
         """
-        build_config = _load(config, allow_host or [])
+        from flows.cli.build import load_gate_config
+
+        build_config = load_gate_config(config, allow_host or [], settings=settings or [])
         data = read_image(image, build_config.curation.fetch)  # before loading the metrics
 
         from curation.gate import Gate
@@ -127,9 +136,3 @@ def register(app: typer.Typer) -> None:
             for line in report_lines(report, lower_better):
                 typer.echo(line)
         raise typer.Exit(0 if report.kept else 1)
-
-
-def _load(config: Path | None, allow_hosts: list[str]):  # noqa: ANN202 - BuildConfig
-    from curation.calibrate import load_gate_config
-
-    return load_gate_config(config, allow_hosts)

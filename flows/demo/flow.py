@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curation.build import BuildConfig
+from curation.config import BuildConfig
 from curation.patches import PatchConfig
 from dynet.train_config import FinetuneConfig, PretrainConfig
 from flows.train_flow import PipelineConfig
@@ -226,7 +226,6 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None]) -> DemoResult:
     from flows.demo.source import web_candidates
     from flows.train_flow import million_ird_pipeline
     from storage.verify import verify_version
-    from storage.versions import Dataset
 
     out = settings.out.resolve()
     settings = DemoSettings(**{**settings.__dict__, "out": out})
@@ -249,17 +248,12 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None]) -> DemoResult:
         write_json(out / "at-scale" / "build-params.json", deployment_params(scaled.build))
         echo("2/3 running the Prefect flow million-ird-pipeline (a temporary local server starts):")
         undo = echo_flow_logs(echo)
-        build_flow.PROGRESS_HOOK = StageProgress(echo)
         try:
-            flow_result = million_ird_pipeline(config)
+            with build_flow.watching(progress=StageProgress(echo)):
+                flow_result = million_ird_pipeline(config)
         finally:
-            build_flow.PROGRESS_HOOK = None
             undo()
-    dataset = Dataset(config.build.root, config.build.name)
-    version = dataset.version(flow_result["version"].rstrip("/").rsplit("/", 1)[-1])
-    patches = Dataset(config.build.root, f"{DATASET}-patches").version(
-        flow_result["patches"].rstrip("/").rsplit("/", 1)[-1]
-    )
+    version, patches = flow_result.version.open(), flow_result.patches.open()
     echo("3/3 verifying every byte of both versions")
     reports = [verify_version(version), verify_version(patches)]
     dashboard = Path(config.build.root) / DATASET / "dashboard" / "index.html"
@@ -267,10 +261,10 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None]) -> DemoResult:
         version=version.uri,
         patches=patches.uri,
         weights={
-            "pretrain": flow_result["pretrain"]["weights"],
-            "finetune": flow_result["finetune"]["weights"],
+            "pretrain": flow_result.pretrain["weights"],
+            "finetune": flow_result.finetune["weights"],
         },
-        results=flow_result.get("evaluation", {}).get("results", {}),
+        results=(flow_result.evaluation or {}).get("results", {}),
         verified={v.uri: r.ok for v, r in zip((version, patches), reports, strict=True)},
         dashboard=str(dashboard) if dashboard.is_file() else None,
         funnel=version.stats()["funnel"],
