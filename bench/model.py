@@ -155,10 +155,9 @@ def main() -> None:
     import torch
 
     from dynet import complexity, create_model
+    from storage.devices import resolve_device
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     settings = {
         "device": device,
         "batch": args.batch,

@@ -56,17 +56,20 @@ def load_gate_config(
     config_file: str | Path | None,
     allow_hosts: Sequence[str] = (),
     sources: Sequence[str] = (),
+    settings: Sequence[str] = (),
 ) -> BuildConfig:
     """The build configuration ``mird explain`` and ``mird calibrate`` judge with.
 
-    As ``mird build`` reads it (same file formats, same SSRF allow list and sources from the
-    command line on top), but no storage root is needed: nothing is written to a dataset.
-    Errors are :class:`storage.config_errors.ConfigError` lines naming the file, or "command
-    line" for what an option set."""
+    As ``mird build`` reads it (same file formats, same SSRF allow list, sources and dotted
+    ``KEY=VALUE`` ``settings`` from the command line on top), but no storage root is needed:
+    nothing is written to a dataset. Errors are :class:`storage.config_errors.ConfigError`
+    lines naming the file, or "command line" for what an option or a setting set."""
     from curation.build_options import merge_options
     from storage.config_errors import validate_config
+    from storage.config_overrides import apply_overrides, override_origin
 
     data, origin = merge_options(config_file, sources=sources, allow_hosts=allow_hosts)
+    origin = override_origin(apply_overrides(data, list(settings)), origin)
     return validate_config(BuildConfig, {"root": "", **data}, origin)
 
 

@@ -6,6 +6,7 @@ shots, a flat gradient, a corrupt file and a 404, with at most 2 thumbnails per 
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import threading
@@ -19,6 +20,7 @@ from PIL import Image
 from curation.build import run_build
 from curation.config import BuildConfig, RejectSampleConfig
 from curation.publish import publish_build
+from curation.reasons import describe
 from curation.records import Candidate, Reject
 from curation.reject_samples import (
     RejectSampler,
@@ -150,6 +152,9 @@ def test_dashboard_shows_thumbnails_per_reason(built, tmp_path):
     for label, group in groups.items():
         assert f"<h3>{label} <span" in section.replace("&lt;", "<")
         assert f"· {group.count:,} rejected</span></h3>" in section
+    # each reason says what it means and whether the next build retries it (curation.reasons)
+    assert html.escape(describe("too_dark") + " (lasting)") in section
+    assert html.escape(describe("http_404") + " (lasting)") in section
     assert 'class="fired"' in section
 
 

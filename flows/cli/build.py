@@ -61,25 +61,6 @@ def load_build_config(
     return config
 
 
-def load_gate_config(
-    config_file: Path | None,
-    allow_hosts: list[str],
-    sources: list[str] | None = None,
-    settings: list[str] | None = None,
-):
-    """The BuildConfig ``mird explain`` and ``mird calibrate`` judge with: read as
-    ``curation.calibrate.load_gate_config`` reads it (no storage root needed), with the
-    ``KEY=VALUE`` ``settings`` on top, as in :func:`load_build_config`."""
-    from curation.build_options import merge_options
-    from curation.config import BuildConfig
-    from storage.config_errors import validate_config
-    from storage.config_overrides import apply_overrides, override_origin
-
-    data, origin = merge_options(config_file, sources=sources or [], allow_hosts=allow_hosts)
-    origin = override_origin(apply_overrides(data, settings or []), origin)
-    return validate_config(BuildConfig, {"root": "", **data}, origin)
-
-
 #: Printed on stderr when a build keeps nothing and too_small leads the rejects: the
 #: commonest surprise is the size minimum.
 NOTHING_KEPT_HINT = (

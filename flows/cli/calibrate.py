@@ -78,9 +78,9 @@ def register(app: typer.Typer) -> None:
             mird calibrate photos/ curation.probe.min_side=512
         """
         from curation import calibrate as core
+        from curation.calibrate import load_gate_config
         from curation.fetch import Fetcher
         from curation.gate import Gate
-        from flows.cli.build import load_gate_config
         from storage.config_overrides import split_overrides
 
         sources, settings = split_overrides(sources or [])

@@ -48,8 +48,10 @@ SECTIONS: tuple[Section, ...] = (
         "build",
         "curation.config:BuildConfig",
         "Build",
-        "`mird build --config build.yaml` (options such as `--root` and `--name` override the "
-        "file), the parameter `config` of the Prefect flow `build-million-ird`, and `build` of "
+        "`mird build --config build.yaml [KEY=VALUE ...]` (options such as `--root` and `--name` "
+        "override the file, and dotted settings override both, e.g. `curation.probe.min_side=512`;"
+        " `mird explain` and `mird calibrate` take them too), the parameter `config` of the "
+        "Prefect flow `build-million-ird`, and `build` of "
         "the pipeline.",
     ),
     Section(

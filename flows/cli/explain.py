@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
             mird explain photo.jpg curation.probe.min_side=512
             mird explain http://127.0.0.1:8000/a.jpg --allow-host 127.0.0.1
         """
-        from flows.cli.build import load_gate_config
+        from curation.calibrate import load_gate_config
 
         build_config = load_gate_config(config, allow_host or [], settings=settings or [])
         data = read_image(image, build_config.curation.fetch)  # before loading the metrics

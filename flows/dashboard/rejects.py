@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from curation.reasons import describe, is_transient
 from storage.uri import join, unstrip
 from storage.versions import Dataset
 
@@ -176,8 +177,15 @@ def _group_block(group: ReasonGroup, fallback: Sequence[str]) -> str:
     return (
         f'<div class="reject-group" data-reason="{_e(group.label)}">'
         f'<h3>{_e(group.label)} <span class="count">· {group.count:,} rejected</span></h3>'
+        f'<p class="meaning">{_e(_meaning(group.reason))}</p>'
         f'<p class="note">{_e(kept)}{fired}</p>{grid}</div>'
     )
+
+
+def _meaning(code: str) -> str:
+    """The catalogue's line for ``code`` and whether the next build retries it."""
+    retry = "the next build tries it again" if is_transient(code) else "lasting"
+    return f"{describe(code)} ({retry})"
 
 
 def section_rejected(
