@@ -408,3 +408,10 @@ class BuildConfig(_Model):
     incremental: bool = Field(
         True, description="build on the latest version: keep its shards, add only new samples"
     )
+    partition_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Dask worker resources each partition task needs, e.g. {GPU: 1} with "
+        "quality.device cuda: partitions (and so their batched IQA) then run only on workers "
+        "started with --resources GPU=1 (a --dask-local cluster offers them on every worker); "
+        "the build refuses to start when no worker offers them; ignored without Dask",
+    )

@@ -96,7 +96,9 @@ def process_partition_task(
 
 
 @contextmanager
-def _dask_scheduler(dask_address: str | None, dask_workers: int) -> Iterator[str | None]:
+def _dask_scheduler(
+    dask_address: str | None, dask_workers: int, resources: dict[str, float] | None = None
+) -> Iterator[str | None]:
     """The address of the Dask scheduler this build uses, or None for a build without Dask.
 
     With ``dask_workers`` the temporary LocalCluster is started here, not by the task runner:
@@ -109,10 +111,34 @@ def _dask_scheduler(dask_address: str | None, dask_workers: int) -> Iterator[str
     elif dask_workers:
         from distributed import LocalCluster
 
-        with LocalCluster(n_workers=dask_workers, threads_per_worker=1) as cluster:
+        with LocalCluster(
+            n_workers=dask_workers, threads_per_worker=1, resources=resources or None
+        ) as cluster:
             yield cluster.scheduler_address
     else:
         yield None
+
+
+def check_worker_resources(scheduler: str, resources: dict[str, float]) -> str:
+    """Refuse (one line) a cluster where no worker offers ``resources``: tasks asking for them
+    would wait forever. Returns what was found, for the log."""
+    from distributed import Client
+
+    with Client(scheduler, timeout="30s") as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    offering = [
+        w
+        for w in workers
+        if all(w.get("resources", {}).get(k, 0) >= v for k, v in resources.items())
+    ]
+    wanted = ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+    if not offering:
+        raise ValueError(
+            f"partition_resources {wanted}: none of the {len(workers)} Dask worker(s) at "
+            f"{scheduler} offers them (start workers with `dask worker ... --resources "
+            f"{wanted.replace(', ', ',')}`, or drop partition_resources)"
+        )
+    return f"partitions need {wanted}: {len(offering)} of {len(workers)} Dask workers offer it"
 
 
 def _task_runner(scheduler: str | None):
@@ -132,6 +158,17 @@ def _pair_search(scheduler: str | None):
     return DaskPairSearch(scheduler)
 
 
+@contextmanager
+def _annotated(resources: dict[str, float]) -> Iterator[None]:
+    if not resources:
+        yield
+        return
+    import dask
+
+    with dask.annotate(resources=dict(resources)):
+        yield
+
+
 @flow(name="process-partitions")
 def process_partitions(
     partitions: list[Partition], config: BuildConfig, build_id: str, parent: str | None = None
@@ -141,7 +178,10 @@ def process_partitions(
     progress_id = create_progress_artifact(
         0.0, key="build-partitions", description=f"{total} partitions of {config.name}"
     )
-    futures = [process_partition_task.submit(p, config, build_id, parent) for p in partitions]
+    # Dask reads the annotation when a task is submitted: partitions then go only to workers
+    # offering config.partition_resources (a GPU for batched IQA). No-op on the thread pool.
+    with _annotated(config.partition_resources):
+        futures = [process_partition_task.submit(p, config, build_id, parent) for p in partitions]
     results, failures = [], []
     for done, future in enumerate(as_completed(futures), start=1):
         try:
@@ -227,7 +267,12 @@ def build_million_ird(
         plan.skipped_known,
         plan.parent or "none",
     )
-    with _dask_scheduler(dask_address, dask_workers) as scheduler:
+    resources = config.partition_resources
+    with _dask_scheduler(dask_address, dask_workers, resources) as scheduler:
+        if resources and scheduler:
+            logger.info(check_worker_resources(scheduler, resources))
+        elif resources:
+            logger.info("partition_resources ignored: this build runs without Dask")
         runner = _task_runner(scheduler)
         process_partitions.with_options(task_runner=runner)(
             plan.partitions, config, plan.area.build_id, plan.parent

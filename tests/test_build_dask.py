@@ -223,3 +223,57 @@ def test_scale_run_bench_builds_generated_images_on_dask() -> None:
     assert trace["columns"][:2] == ["seconds", "candidates_done"]
     assert trace["rows"] and all(len(row) == 4 for row in trace["rows"])
     assert len(result["rss_slope_mb_per_100k"]) == 2
+
+
+# ------------------------------------------------------------- partitions on GPU workers
+
+
+@pytest.mark.integration
+def test_partition_resources_need_a_worker_offering_them(scheduler: str) -> None:
+    from flows.build_flow import check_worker_resources
+
+    with pytest.raises(ValueError, match="none of the 2 Dask worker") as info:
+        check_worker_resources(scheduler, {"GPU": 1})
+    assert "\n" not in str(info.value) and "--resources GPU=1" in str(info.value)
+
+
+@pytest.mark.integration
+def test_annotated_submissions_wait_for_a_worker_with_the_resource(scheduler: str) -> None:
+    """What process_partitions does around its submissions: a task asking for a resource no
+    worker offers is never run; the same task without the annotation runs at once."""
+    from distributed import Client, TimeoutError, wait
+
+    from flows.build_flow import _annotated
+
+    with Client(scheduler) as client:
+        with _annotated({"GPU": 1}):
+            restricted = client.submit(sum, [1, 2], pure=False)
+        free = client.submit(sum, [3, 4], pure=False)
+        assert free.result(timeout=60) == 7
+        with pytest.raises(TimeoutError):
+            wait(restricted, timeout=3)
+        assert restricted.status == "pending"
+        restricted.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_dask_local_build_with_partition_resources(tmp_path: Path, url_list: Path) -> None:
+    """`partition_resources.GPU=1` (a KEY=VALUE setting) on a --dask-local cluster: its workers
+    offer the resource, the build checks it and runs every partition there."""
+    config = tmp_path / "dask.json"
+    config.write_text(json.dumps(small_build_config(tmp_path / "out", url_list, partition_size=2)))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    build = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "build", "--config", str(config)]
+        + ["--dask-local", "1", "--verbose", "partition_resources.GPU=1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert "partitions need GPU=1: 1 of 1 Dask workers offer it" in build.stdout + build.stderr
+    version = Dataset(str(tmp_path / "out"), "ird").version()
+    assert verify_version(version).ok and version.stats()["samples"] > 0
