@@ -117,9 +117,9 @@ def test_dedupe_on_dask_equals_in_process(scheduler: str) -> None:
         previous=previous,
         pair_search=DaskPairSearch(scheduler, parts_per_table=4),
     )
-    reasons = {row[2] for row in _rows(local)}
+    reasons = set(local.rejects.column("reason").to_pylist())
     assert reasons == {REASON_DUPLICATE, REASON_NEAR_DUPLICATE}
-    details = {row[3] for row in _rows(local)}
+    details = set(local.rejects.column("detail").to_pylist())
     assert any(key < candidates["keys"][0] for key in details), "no candidate hit a previous one"
     assert local.pairs > 300
     for result in (on_dask, split):
