@@ -1,1 +1,1 @@
-"""curation package."""
+"""The Million-IRD build, Prefect-free: sources to a published version (docs/layout.md)."""

@@ -1,1 +1,1 @@
-"""flows package."""
+"""Prefect flows and deployments; the CLI, dashboard and demo as subpackages (docs/layout.md)."""

@@ -1,1 +1,1 @@
-"""storage package."""
+"""Where bytes live: URIs, atomic writes, dataset versions, schemas, shards (docs/layout.md)."""
