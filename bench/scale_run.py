@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import multiprocessing
 import tempfile
 import threading
@@ -46,10 +47,12 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immu
 class GeneratedImages:
     """``img/<i>.jpg`` -> a JPEG crop drawn from ``i`` (a mapping the demo server reads)."""
 
-    def __init__(self, side: int) -> None:
+    def __init__(self, side: int, small_fraction: float = 0.0, small_side: int = 64) -> None:
         import skimage.data
 
         self.side = side
+        self.small_permille = round(1000 * small_fraction)
+        self.small_side = small_side
         self.photos = [getattr(skimage.data, name)() for name in PHOTOS]
 
     def get(self, name: str, default: bytes | None = None) -> bytes | None:
@@ -61,10 +64,13 @@ class GeneratedImages:
         i = int(stem)
         photo = self.photos[i % len(self.photos)]
         mix = zlib.crc32(stem.encode())  # position and mirror from the number, not random
+        # a share of the URLs are too small: rejected from the header, never decoded (in the
+        # real funnel about two thirds of the candidates leave before scoring)
+        side = self.small_side if (mix >> 20) % 1000 < self.small_permille else self.side
         h, w = photo.shape[:2]
-        y = mix % (h - self.side + 1)
-        x = (mix >> 12) % (w - self.side + 1)
-        crop = photo[y : y + self.side, x : x + self.side]
+        y = mix % (h - side + 1)
+        x = (mix >> 12) % (w - side + 1)
+        crop = photo[y : y + side, x : x + side]
         if mix >> 31:
             crop = crop[:, ::-1]
         buffer = io.BytesIO()
@@ -75,17 +81,26 @@ class GeneratedImages:
         return iter(())
 
 
-def _serve(side: int, urls: multiprocessing.Queue, stop: Any) -> None:
+def _serve(
+    side: int, small_fraction: float, small_side: int, urls: multiprocessing.Queue, stop: Any
+) -> None:
     from flows.demo.server import DemoServer
 
     server = DemoServer({})
-    server.files = GeneratedImages(side)  # type: ignore[assignment]  # drawn on demand
+    server.files = GeneratedImages(side, small_fraction, small_side)  # type: ignore[assignment]  # drawn on demand
     with server:
         urls.put(server.url)
         stop.wait()
 
 
-def _rss_sampler(pids: dict[str, int], trace: list, done: list[int], every_s: float, stop):  # noqa: ANN001, ANN202
+def _rss_sampler(  # noqa: ANN202
+    pids: dict[str, int],
+    trace: list,
+    done: list[int],
+    every_s: float,
+    stop,  # noqa: ANN001 - a threading.Event
+    trace_file: Path | None = None,
+):
     import psutil
 
     processes = {name: psutil.Process(pid) for name, pid in pids.items()}
@@ -98,6 +113,9 @@ def _rss_sampler(pids: dict[str, int], trace: list, done: list[int], every_s: fl
             except psutil.Error:
                 row.append(None)
         trace.append(row)
+        if trace_file is not None:  # a long run leaves its trace even when it is stopped
+            with trace_file.open("a") as out:
+                out.write(json.dumps(row) + "\n")
 
 
 def _slope_mb_per_100k(trace: list, column: int) -> float | None:
@@ -136,6 +154,22 @@ def main() -> None:
     parser.add_argument("--fetch-threads", type=int, default=8)
     parser.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
     parser.add_argument("--root", default=None, help="build root (default: a temp folder)")
+    parser.add_argument(
+        "--small-fraction",
+        type=float,
+        default=0.0,
+        help="share of the URLs served as --small-side images (rejected from the header)",
+    )
+    parser.add_argument("--small-side", type=int, default=64)
+    parser.add_argument(
+        "--trace-file", type=Path, default=None, help="append each RSS sample as a JSON line"
+    )
+    parser.add_argument(
+        "--memo-entries",
+        type=int,
+        default=None,
+        help="dedupe.copies_memo_entries (default: the configuration's, 50,000)",
+    )
     args = parser.parse_args()
     report = Report("scale_run", args, packages=("dask", "distributed", "psutil"))
 
@@ -148,7 +182,11 @@ def main() -> None:
     result: dict[str, Any] = {"n": args.n, "workers": args.workers}
     ctx = multiprocessing.get_context("spawn")
     urls, stop_server = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=_serve, args=(args.side, urls, stop_server), daemon=True)
+    server = ctx.Process(
+        target=_serve,
+        args=(args.side, args.small_fraction, args.small_side, urls, stop_server),
+        daemon=True,
+    )
     server.start()
     with tempfile.TemporaryDirectory(dir=args.root) as tmp:
         try:
@@ -171,6 +209,11 @@ def main() -> None:
                     },
                     "quality": {"max_side": 128},
                     "publish": {"allow_empty": True},
+                    **(
+                        {"dedupe": {"copies_memo_entries": args.memo_entries}}
+                        if args.memo_entries is not None
+                        else {}
+                    ),
                 }
             )
             start = time.perf_counter()
@@ -192,7 +235,9 @@ def main() -> None:
                 done = [0]
                 stop = threading.Event()
                 sampler = threading.Thread(
-                    target=_rss_sampler, args=(pids, trace, done, args.sample_s, stop), daemon=True
+                    target=_rss_sampler,
+                    args=(pids, trace, done, args.sample_s, stop, args.trace_file),
+                    daemon=True,
                 )
                 sampler.start()
                 cpu_before = client.run(time.process_time)

@@ -342,7 +342,7 @@ def process_partition(
     published = None
     if parent is not None:
         published = published_digests(area.dataset.root, area.dataset.name, parent)
-    memo = prepared_memo(area.build_id)
+    memo = prepared_memo(area.build_id, dedupe_config.copies_memo_entries)
     sink = StagingSink(area, partition.id, config.quality, test_sets, published, memo)
     # The build's partitions in this process share their hosts' turns, pauses and breakers;
     # pauses and open breakers also reach its other processes (build_host_policy).

@@ -369,6 +369,14 @@ class DedupeConfig(_Model):
         le=16,
         description="Hamming distance of 64-bit phashes to a test image counted as a copy of it",
     )
+    copies_memo_entries: int = Field(
+        50_000,
+        ge=0,
+        description="byte-identical copies remembered per worker process within a build, so "
+        "that a copy is neither hashed nor scored again (about 1 KB each; the oldest are "
+        "dropped, and a copy seen after that is scored again and still removed by the global "
+        "dedupe); 0 remembers none",
+    )
 
 
 class PublishConfig(_Model):

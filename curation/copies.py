@@ -113,10 +113,11 @@ _MEMO_LOCK = threading.Lock()
 _MEMOS: dict[str, PreparedMemo] = {}
 
 
-def prepared_memo(build_id: str) -> PreparedMemo:
-    """The memo of one build in this process (its partitions share it); the last few kept."""
+def prepared_memo(build_id: str, capacity: int = 50_000) -> PreparedMemo:
+    """The memo of one build in this process (its partitions share it); the last few kept.
+    ``capacity`` applies when the memo is made (the build's first partition here)."""
     with _MEMO_LOCK:
-        memo = _MEMOS.pop(build_id, None) or PreparedMemo()
+        memo = _MEMOS.pop(build_id, None) or PreparedMemo(capacity)
         _MEMOS[build_id] = memo
         while len(_MEMOS) > 2:
             del _MEMOS[next(iter(_MEMOS))]

@@ -209,20 +209,26 @@ def test_dask_build_runs_its_dedupe_on_the_cluster(tmp_path: Path, url_list: Pat
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_scale_run_bench_builds_generated_images_on_dask() -> None:
-    """bench.scale_run at its tiniest: a Dask build of generated images over HTTP, with the
-    global dedupe on the cluster and a memory trace per worker."""
+def test_scale_run_bench_builds_generated_images_on_dask(tmp_path) -> None:
+    """bench.scale_run at its tiniest: a Dask build of generated images over HTTP, a share of
+    them too small (rejected from the header), with the global dedupe on the cluster and a
+    memory trace per worker, also appended to a file as it is sampled."""
+    trace_file = tmp_path / "trace.jsonl"
     result = bench(
         "scale_run", "--n", "120", "--partition-size", "40", "--sample-s", "1",
-        "--fetch-threads", "4", timeout=900,
+        "--fetch-threads", "4", "--small-fraction", "0.5", "--memo-entries", "10",
+        "--trace-file", str(trace_file), timeout=900,
     )  # fmt: skip
     assert result["candidates"] == 120 and result["partitions"] == 3
     assert result["candidates_per_s"] > 0 and result["dedupe_backend"] == "dask"
     assert result["kept"] + result["rejected"] == 120
+    assert 30 <= result["rejects_by_stage"]["probe"] <= 90  # about half are too small
     trace = result["rss_trace"]
     assert trace["columns"][:2] == ["seconds", "candidates_done"]
     assert trace["rows"] and all(len(row) == 4 for row in trace["rows"])
     assert len(result["rss_slope_mb_per_100k"]) == 2
+    lines = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    assert len(lines) >= len(trace["rows"]) and all(len(row) == 4 for row in lines)
 
 
 # ------------------------------------------------------------- partitions on GPU workers

@@ -125,6 +125,37 @@ def test_a_duplicate_is_not_scored_twice(first_build):
     assert sum(p["downstream"]["published_copies"] for p in partitions) == 1
 
 
+def test_the_copies_memo_is_bounded_by_its_configuration(first_build):
+    """dedupe.copies_memo_entries bounds the memo (oldest dropped); at 0 it remembers nothing,
+    so the exact copy is hashed and scored again, and the global dedupe still drops it."""
+    from curation.copies import PreparedMemo, prepared_memo
+
+    memo = PreparedMemo(capacity=2)
+    for sha in ("a", "b", "c"):
+        first, entry = memo.claim(sha)
+        assert first
+        memo.settle(sha, entry, ({"sha": sha}, None, None))
+    assert memo.claim("a")[0]  # dropped as the oldest: a first copy again
+    first, entry = memo.claim("c")
+    assert not first and entry.value == ({"sha": "c"}, None, None)
+    assert prepared_memo("build-x", 7).capacity == 7
+    assert prepared_memo("build-x", 9) is prepared_memo("build-x")  # made once per build
+
+    tmp, folder, expected, v1 = first_build
+    config = _config(tmp / "no-memo", [folder]).model_copy(deep=True)
+    config.dedupe.copies_memo_entries = 0
+    version = run_build(config)
+    outcomes = list(expected.values())
+    kept, exact = outcomes.count("keep"), outcomes.count("duplicate_of")
+    near = outcomes.count("near_duplicate_of")
+    stages = version.stats()["stage_seconds"]
+    assert stages["hashes"]["count"] == stages["iqa"]["count"] == kept + near + exact
+    assert sum(p["downstream"]["prepared_reused"] for p in _partition_stats(version)) == 0
+    assert sorted(r["sha256"] for r in version.manifest().to_pylist()) == sorted(
+        r["sha256"] for r in v1.manifest().to_pylist()
+    )
+
+
 @pytest.mark.skipif(chromium() is None, reason="needs chromium")
 def test_dashboard_shows_throughput_per_stage_in_chromium(first_build, tmp_path):
     _, _, _, version = first_build
