@@ -133,7 +133,9 @@ def versions(packages: Iterable[str] = ()) -> dict[str, str | None]:
 
 
 def _plain(args: argparse.Namespace | dict[str, Any] | None) -> dict[str, Any]:
-    return dict(vars(args) if isinstance(args, argparse.Namespace) else (args or {}))
+    """The arguments as JSON values: a path (``type=Path`` options) as its string."""
+    plain = dict(vars(args) if isinstance(args, argparse.Namespace) else (args or {}))
+    return {k: str(v) if isinstance(v, os.PathLike) else v for k, v in plain.items()}
 
 
 class Report:
