@@ -382,7 +382,9 @@ class FinetuneConfig(_TrainConfig):
         "Lightning scheduler steps; step: the same curve, updated every optimizer step.",
     )
     clamp_output: bool = Field(
-        False, description="L1 on the output clamped to [0, 1] (official: the raw output)."
+        True,
+        description="L1 on the output clamped to [0, 1], as the official train.py does "
+        "(restored.clamp(0, 1) before the loss); false: L1 on the raw output.",
     )
     model: ModelSettings = Field(default_factory=_finetune_model)
     optim: OptimSettings = Field(default_factory=_finetune_optim)

@@ -410,7 +410,7 @@ def test_finetuning_reads_the_official_layout(tmp_path: Path) -> None:
     assert (defaults.optim.name, defaults.optim.lr, defaults.batch_size) == ("adamw", 2e-4, 32)
     assert (defaults.warmup_epochs, defaults.cosine_epochs, defaults.epochs) == (15, 150, 120)
     assert defaults.optim.weight_decay == 0.01 and defaults.lr_every == "epoch"
-    assert not defaults.clamp_output and defaults.model.variant_mode == "official"
+    assert defaults.clamp_output and defaults.model.variant_mode == "official"
     assert [v.label for v in defaults.model.variants] == ["L", "S"]
     # the official mix: every denoising image 3 times per noise level, rain 120 times
     official = discover_items(
