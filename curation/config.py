@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.copies import DEFAULT_MEMO_ENTRIES
 from curation.near_pairs import DEFAULT_DISTANCE
 from curation.patches import PatchConfig
 from curation.quality import QualityConfig
@@ -370,7 +371,7 @@ class DedupeConfig(_Model):
         description="Hamming distance of 64-bit phashes to a test image counted as a copy of it",
     )
     copies_memo_entries: int = Field(
-        50_000,
+        DEFAULT_MEMO_ENTRIES,
         ge=0,
         description="byte-identical copies remembered per worker process within a build, so "
         "that a copy is neither hashed nor scored again (about 1 KB each; the oldest are "

@@ -15,6 +15,9 @@ import pyarrow.compute as pc
 
 from storage.versions import Dataset
 
+#: records a memo of prepared copies holds per worker process (``dedupe.copies_memo_entries``)
+DEFAULT_MEMO_ENTRIES = 50_000
+
 
 class PublishedDigests:
     """sha256 -> key of the samples a published version holds, compact (sorted 32-byte
@@ -81,7 +84,7 @@ class PreparedMemo:
     while the first is being scored waits for it. Bounded (oldest entries dropped): a copy
     seen after that is scored again, and global dedupe still removes it."""
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = DEFAULT_MEMO_ENTRIES) -> None:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._entries: dict[str, _Pending] = {}
@@ -113,7 +116,7 @@ _MEMO_LOCK = threading.Lock()
 _MEMOS: dict[str, PreparedMemo] = {}
 
 
-def prepared_memo(build_id: str, capacity: int = 50_000) -> PreparedMemo:
+def prepared_memo(build_id: str, capacity: int = DEFAULT_MEMO_ENTRIES) -> PreparedMemo:
     """The memo of one build in this process (its partitions share it); the last few kept.
     ``capacity`` applies when the memo is made (the build's first partition here)."""
     with _MEMO_LOCK:
