@@ -1,4 +1,4 @@
-"""A fast CPU path for the offline IQA metrics (NIQE, BRISQUE, PIQE), vectorised numpy/scipy.
+"""A fast CPU path for the offline IQA metrics (NIQE, BRISQUE, PIQE): numpy, and numba loops.
 
 The same statistics pyiqa 0.1.x computes, with the same preprocessing, written once here for
 whole images and stacks of blocks at a time instead of pyiqa's per-op torch graph:
@@ -15,18 +15,22 @@ whole images and stacks of blocks at a time instead of pyiqa's per-op torch grap
 
 NIQE (Mahalanobis distance to the pristine model) and BRISQUE (the libsvm epsilon-SVR) are in
 :mod:`curation.iqa_fast_metrics` together with PIQE; :class:`FastIQA` scores an image with any
-subset of the three. pyiqa stays the reference (``tests/test_iqa_fast.py`` compares the two) and
-the path for every other metric and for GPUs (``curation.quality``).
+subset of the three. The image-sized passes (the MSCN, the (A)GGD sums of the coefficients and
+of their neighbour products, the half scale) are compiled loops in :mod:`curation.iqa_kernels`.
+pyiqa stays the reference (``tests/test_iqa_fast.py`` compares the two) and the path for every
+other metric and for GPUs (``curation.quality``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import cv2
 import numpy as np
 from scipy.special import gammaln
+
+from curation import iqa_kernels as kernels
 
 #: The metrics this module computes (``curation.quality.FAST_METRICS``).
 FAST_METRICS: tuple[str, ...] = ("niqe", "brisque", "piqe")
@@ -122,12 +126,6 @@ _BORDERS = {"replicate": cv2.BORDER_REPLICATE, "zero": cv2.BORDER_CONSTANT}
 _SQUARE7 = np.ones((7, 7), np.uint8)
 
 
-def gaussian_blur(image: np.ndarray, padding: str) -> np.ndarray:
-    """7x7 Gaussian (sigma 7/6), normalised to sum 1, float64; ``padding``: replicate or zero."""
-    taps, _ = _separable_taps()
-    return cv2.sepFilter2D(image, cv2.CV_64F, taps, taps, borderType=_BORDERS[padding])
-
-
 def flat_windows(image: np.ndarray, padding: str) -> np.ndarray:
     """Where the 7x7 window around a pixel (padding included) of a uint8 image is constant."""
     border = {"borderType": _BORDERS[padding], "borderValue": 0}
@@ -164,32 +162,19 @@ def mscn(image: np.ndarray, padding: str, dtype=np.float64) -> np.ndarray:
     float32 (BRISQUE, PIQE; ``image`` holds integers 0..255): the moments are computed in
     float64 and flat windows take :func:`flat_mscn_table`'s value, pyiqa's float32 residue.
     """
-    image64 = np.asarray(image, dtype=np.float64)
-    flat = levels = None
+    image = np.asarray(image)
+    if image.dtype not in (np.float32, np.float64):
+        image = image.astype(np.float64)
+    flat, levels, table = kernels.NO_FLAT, kernels.NO_LEVELS, flat_mscn_table()
     if np.dtype(dtype) == np.float32:
-        levels = image64.astype(np.uint8)
+        levels = image.astype(np.uint8)
         flat = flat_windows(levels, padding)
-        table = flat_mscn_table()
-    mu = gaussian_blur(image64, padding)
-    second = gaussian_blur(image64 * image64, padding)
-    window_sum = _separable_taps()[1] if np.dtype(dtype) == np.float64 else 1.0
-    eps = np.finfo(dtype).eps
-    coefficients = np.empty(image64.shape, dtype=dtype)
-    step = max(1, CHUNK // max(1, image64.shape[1]))
-    for start in range(0, image64.shape[0], step):
-        rows = slice(start, start + step)
-        m = mu[rows] * window_sum
-        spread = second[rows] * window_sum
-        spread -= m * m
-        np.abs(spread, out=spread)
-        spread += eps
-        np.sqrt(spread, out=spread)
-        spread += 1.0
-        m -= image64[rows]
-        m /= spread
-        np.negative(m, out=coefficients[rows], casting="same_kind")
-        if flat is not None:
-            np.copyto(coefficients[rows], table[levels[rows]], where=flat[rows])
+    taps, float32_window_sum = _separable_taps()
+    window_sum = float32_window_sum if np.dtype(dtype) == np.float64 else 1.0
+    coefficients = np.empty(image.shape, dtype=dtype)
+    eps = float(np.finfo(dtype).eps)
+    zero = padding == "zero"
+    kernels.mscn(image, taps, zero, window_sum, eps, coefficients, levels, flat, table)
     return coefficients
 
 
@@ -234,58 +219,35 @@ def nearest_in_table(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), 0, index)
 
 
-#: Elements per chunk of the row-wise reductions: small enough to stay in cache, and to keep
-#: the temporaries off the allocator's release-and-fault-again cycle of image-sized arrays.
-CHUNK = 1 << 15
-
-
-def _column_chunks(samples: np.ndarray) -> Iterator[np.ndarray]:
-    step = max(1, CHUNK // samples.shape[0])
-    for start in range(0, samples.shape[1], step):
-        yield samples[:, start : start + step]
-
-
-def aggd_fit(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Asymmetric GGD fit of each row of ``samples`` (n, m): (shape, left std, right std).
-
-    The sums are taken in float64 whatever the samples' dtype; the shape is looked up in the
-    table of the samples' dtype (float32 for BRISQUE, as pyiqa compares there).
-    """
-    grid, table, _ = _gamma_tables(samples.dtype.str)
-    rows, width = samples.shape
-    left_sum, total, plain_sum, left_plain = (np.zeros(rows) for _ in range(4))
-    left_count = np.zeros(rows, dtype=np.int64)
-    nonzero = np.zeros(rows, dtype=np.int64)
-    for chunk in _column_chunks(samples):
-        x = chunk.astype(np.float64)
-        left = np.minimum(x, 0.0)
-        left_sum += np.einsum("ij,ij->i", left, left)
-        total += np.einsum("ij,ij->i", x, x)
-        left_count += np.count_nonzero(left, axis=1)
-        nonzero += np.count_nonzero(x, axis=1)
-        plain_sum += x.sum(axis=1)
-        left_plain += left.sum(axis=1)
+def aggd_from_sums(
+    sums: np.ndarray, width: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The AGGD fit (shape, left std, right std) from (..., 6) :data:`kernels.SUM_FIELDS` of
+    ``width`` samples each; the shape from the moment-ratio table of ``dtype``."""
+    grid, table, _ = _gamma_tables(np.dtype(dtype).str)
+    left_squares, squares, left_count, nonzero, total, left_total = np.moveaxis(sums, -1, 0)
     right_count = nonzero - left_count
-    abs_mean = (plain_sum - 2.0 * left_plain) / width
+    abs_mean = (total - 2.0 * left_total) / width
     with np.errstate(divide="ignore", invalid="ignore"):
-        left_std = np.sqrt(left_sum / left_count)
-        right_std = np.sqrt((total - left_sum) / right_count)
+        left_std = np.sqrt(left_squares / left_count)
+        right_std = np.sqrt((squares - left_squares) / right_count)
         ratio = left_std / right_std
-        rhat = abs_mean**2 / (total / width)
+        rhat = abs_mean**2 / (squares / width)
         rhat_norm = rhat * (ratio**3 + 1) * (ratio + 1) / (ratio**2 + 1) ** 2
     alpha = grid[nearest_in_table(table, rhat_norm)]
     return alpha, left_std, right_std
 
 
-def ggd_fit(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric GGD fit of each row of ``samples`` (n, m): (shape, sigma)."""
-    grid, _, table = _gamma_tables(samples.dtype.str)
-    width = samples.shape[1]
-    sigma_sq = (samples * samples).sum(axis=1) / width
-    mean_abs = np.abs(samples).sum(axis=1) / width
+def ggd_from_sums(sums: np.ndarray, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The symmetric GGD fit (shape, sigma) from (..., 6) :data:`kernels.SUM_FIELDS` of
+    ``width`` samples each; the shape from the moment-ratio table of ``dtype``."""
+    grid, _, table = _gamma_tables(np.dtype(dtype).str)
+    squares, total, left_total = sums[..., 1], sums[..., 4], sums[..., 5]
+    sigma_sq = squares / width
+    mean_abs = (total - 2.0 * left_total) / width
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = sigma_sq / mean_abs**2
-    return grid[nearest_in_table(table, -rho)], np.sqrt(sigma_sq)
+    return grid[nearest_in_table(table, -rho)], np.sqrt(sigma_sq).astype(dtype)
 
 
 def log_gamma_ratio(alpha: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -302,38 +264,19 @@ _HALF_TAPS = np.array([-0.0234375, -0.0703125, 0.2265625, 0.8671875], dtype=np.f
 HALF_SCALE_TAPS = np.concatenate([_HALF_TAPS, _HALF_TAPS[::-1]]) / 2.0
 
 
-def _half_axis(image: np.ndarray, axis: int) -> np.ndarray:
-    size = image.shape[axis]
-    out_size = -(-size // 2)
-    # Output i reads inputs 2i-3 .. 2i+4; beyond the edges MATLAB mirrors (edge sample repeated).
-    pad = [(0, 0)] * image.ndim
-    pad[axis] = (3, 2 * out_size + 4 - size - 1)
-    padded = np.pad(image, pad, mode="symmetric")
-    taps = HALF_SCALE_TAPS.astype(image.dtype)
-    out = None
-    for k, tap in enumerate(taps):
-        index = [slice(None)] * image.ndim
-        index[axis] = slice(k, k + 2 * out_size - 1, 2)
-        term = padded[tuple(index)] * tap
-        out = term if out is None else out + term
-    return out
-
-
 def half_scale(image: np.ndarray) -> np.ndarray:
     """MATLAB ``imresize(image, 0.5)`` (bicubic, antialiased): output ``ceil(h/2) x ceil(w/2)``.
 
-    float32 (BRISQUE): rows then columns, taps summed in order, as pyiqa's ``imresize`` does,
-    so the result is bit-identical (its near-flat windows' MSCN signs depend on the last bit).
-    float64 (NIQE, which is insensitive to the last bits): one OpenCV separable filter at full
-    resolution (mirrored edges), sampled at even positions.
+    Rows then columns, the 8 taps added in order in the image's dtype, as pyiqa's ``imresize``
+    does: in float32 (BRISQUE) the result is bit-identical (its near-flat windows' MSCN signs
+    depend on the last bit). Only the even output positions are computed.
     """
-    if image.dtype == np.float32:
-        return _half_axis(_half_axis(image, -2), -1)
-    taps = HALF_SCALE_TAPS
-    filtered = cv2.sepFilter2D(
-        image, cv2.CV_64F, taps, taps, anchor=(3, 3), borderType=cv2.BORDER_REFLECT
-    )
-    return filtered[::2, ::2]
+    image = np.asarray(image)
+    height, width = image.shape
+    out = np.empty((-(-height // 2), -(-width // 2)), dtype=image.dtype)
+    # output i reads inputs 2i-3 .. 2i+4
+    kernels.half_scale(image, HALF_SCALE_TAPS.astype(image.dtype), 3, out)
+    return out
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -362,8 +305,10 @@ class FastIQA:
                 self._scorers[name] = fm.BRISQUEModel.load(parameters.get("brisque"))
             else:
                 self._scorers[name] = fm.piqe
-        # Build the lookup tables now (torch is imported for them), not inside the first score.
+        # Build the lookup tables now (torch is imported for them) and compile the loops (or
+        # load them from numba's cache), not inside the first score.
         flat_mscn_table()
+        kernels.warm_up()
         for dtype in (np.float32, np.float64):
             _gamma_tables(np.dtype(dtype).str)
 

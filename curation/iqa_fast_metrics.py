@@ -26,18 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from curation.iqa_fast import (
-    aggd_fit,
-    ggd_fit,
+    aggd_from_sums,
+    ggd_from_sums,
     half_scale,
     log_gamma_ratio,
     mscn,
     mscn_torch32,
 )
+from curation.iqa_kernels import shifted_product_sums
 
 NIQE_BLOCK = 96
 #: Neighbour products: (row, column) rolls of the MSCN, as pyiqa applies them.
 NIQE_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 BRISQUE_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
+_NIQE_SHIFTS = np.array(NIQE_SHIFTS, dtype=np.int64)
+_BRISQUE_SHIFTS = np.array(BRISQUE_SHIFTS, dtype=np.int64)
 #: The original BRISQUE feature ranges (MATLAB release), mapped to [-1, 1] before the SVR.
 BRISQUE_RANGES = np.array(
     [
@@ -70,26 +73,20 @@ def _packaged(metric: str) -> Path:
 # ---------------------------------------------------------------------------------------- NIQE
 
 
-def niqe_block_features(blocks: np.ndarray) -> np.ndarray:
-    """(n, 18) NIQE features of n MSCN blocks (n, s, s), float64."""
-    count = blocks.shape[0]
-    alpha, left, right = aggd_fit(blocks.reshape(count, -1))
+def niqe_block_features(image: np.ndarray, size: int) -> np.ndarray:
+    """(n, 18) NIQE features of the n whole ``size`` x ``size`` blocks of an MSCN image
+    (row-major), float64: the AGGD fit of each block, and of its products with the block
+    rolled by one pixel in each of :data:`NIQE_SHIFTS` (within the block, circularly)."""
+    sums = shifted_product_sums(np.ascontiguousarray(image), size, size, _NIQE_SHIFTS)
+    alpha, left, right = aggd_from_sums(sums, size * size, np.float64)
     spread = np.sqrt(np.exp(log_gamma_ratio(alpha, 1, 3)))
-    features = [alpha, (left * spread + right * spread) / 2]
-    for shift in NIQE_SHIFTS:
-        product = blocks * np.roll(blocks, shift, axis=(1, 2))
-        alpha, left, right = aggd_fit(product.reshape(count, -1))
-        spread = np.sqrt(np.exp(log_gamma_ratio(alpha, 1, 3)))
-        beta_left, beta_right = left * spread, right * spread
-        mean = (beta_right - beta_left) * np.exp(log_gamma_ratio(alpha, 2, 1))
-        features += [alpha, mean, beta_left, beta_right]
+    beta_left, beta_right = left * spread, right * spread
+    mean = (beta_right - beta_left) * np.exp(log_gamma_ratio(alpha, 2, 1))
+    # the block itself: shape and the mean of its two spreads; each product: all four
+    features = [alpha[:, 0], (beta_left[:, 0] + beta_right[:, 0]) / 2]
+    for k in range(1, len(NIQE_SHIFTS) + 1):
+        features += [alpha[:, k], mean[:, k], beta_left[:, k], beta_right[:, k]]
     return np.stack(features, axis=1)
-
-
-def _blocks(image: np.ndarray, size: int) -> np.ndarray:
-    rows, cols = image.shape[0] // size, image.shape[1] // size
-    view = image[: rows * size, : cols * size].reshape(rows, size, cols, size)
-    return view.transpose(0, 2, 1, 3).reshape(rows * cols, size, size)
 
 
 class NIQEModel:
@@ -117,7 +114,7 @@ class NIQEModel:
             return np.empty((0, 36))
         per_scale = []
         for scale in (1, 2):
-            per_scale.append(niqe_block_features(_blocks(mscn(image, "replicate"), 96 // scale)))
+            per_scale.append(niqe_block_features(mscn(image, "replicate"), NIQE_BLOCK // scale))
             if scale == 1:
                 image = half_scale(image / 255.0) * 255.0
         return np.concatenate(per_scale, axis=1)
@@ -153,20 +150,21 @@ def brisque_features(y255: np.ndarray) -> np.ndarray:
             coefficients = mscn(image, "zero", np.float32)
         else:
             coefficients = mscn_torch32(image, "zero")
-        alpha, sigma = ggd_fit(coefficients.reshape(1, -1))
-        if abs(float(sigma[0])) <= 1e-8:  # as pyiqa, which refuses a flat image
+        height, width = coefficients.shape
+        sums = shifted_product_sums(coefficients, height, width, _BRISQUE_SHIFTS)[0]
+        alpha, sigma = ggd_from_sums(sums[0], height * width, np.float32)
+        if abs(float(sigma)) <= 1e-8:  # as pyiqa, which refuses a flat image
             raise ValueError("BRISQUE needs an image with non-zero variance")
         features += [alpha, sigma * sigma]
-        for shift in BRISQUE_SHIFTS:
-            product = coefficients * np.roll(coefficients, shift, axis=(0, 1))
-            alpha, left, right = aggd_fit(product.reshape(1, -1))
-            # lgamma(2/a) - (lgamma(1/a) + lgamma(3/a)) / 2
-            ratio = log_gamma_ratio(alpha, 2, 1) + log_gamma_ratio(alpha, 1, 3) / 2
-            eta = (right - left) * np.exp(ratio).astype(np.float32)
-            features += [alpha, eta, left * left, right * right]
+        alpha, left, right = aggd_from_sums(sums[1:], height * width, np.float32)
+        # lgamma(2/a) - (lgamma(1/a) + lgamma(3/a)) / 2
+        ratio = log_gamma_ratio(alpha, 2, 1) + log_gamma_ratio(alpha, 1, 3) / 2
+        eta = (right - left) * np.exp(ratio).astype(np.float32)
+        for k in range(len(BRISQUE_SHIFTS)):
+            features += [alpha[k], eta[k], left[k] * left[k], right[k] * right[k]]
         if scale == 1:
             image = half_scale(image)
-    return np.concatenate(features).astype(np.float32)
+    return np.array(features, dtype=np.float32)
 
 
 class BRISQUEModel:
