@@ -49,7 +49,7 @@ RUNS = (
         ("--n", "12", "--rounds", "3")),
     Run("curation_accuracy", "curation_accuracy", ("--offline", "--no-iqa", "--no-rows"),
         ("--no-rows",)),
-    Run("build", "build", ("--offline", "--generated", "2", "--modes", "folder"),
+    Run("build", "build", ("--offline", "--generated", "2", "--modes", "folder", "--warmup", "2"),
         ("--generated", "24", "--modes", "folder,http")),
     Run("fetch", "fetch", ("--n", "300", "--repeats", "1"),
         ("--n", "2000", "--repeats", "3", "--stages")),

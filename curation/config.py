@@ -337,6 +337,12 @@ class CurationConfig(_Model):
         description="candidates per partition: ~1 min of one worker's time at "
         "typical rates, small enough to redo whole after a crash",
     )
+    cpu_slots: int = Field(
+        0,
+        ge=0,
+        description="candidates decoded, filtered, hashed and scored at once per process (0: "
+        "its usable cores); fetching stays fetch.threads-wide",
+    )
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)

@@ -245,4 +245,7 @@ def straight_edges(gray: np.ndarray) -> float:
 def warm_up() -> None:
     """Compile (or load from numba's cache) the focus map's loops; the first call in a process
     otherwise pays for it (about 0.4 CPU s with numba's own start-up, 1 s uncached)."""
-    focus_map(np.zeros((4, 4), dtype=np.uint8), 2, 1.0)
+    gray = np.zeros((4, 4), dtype=np.uint8)
+    focus_map(gray, 2, 1.0)
+    gray.flags.writeable = False  # as np.asarray gives a PIL image's pixels: its own signature
+    focus_map(gray, 2, 1.0)

@@ -29,9 +29,11 @@ one thread, pyarrow's) is not in any stage: the build's benchmark runs torch on 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -229,13 +231,15 @@ def process_candidate(
     samples: RejectSampler | None = None,
     times: StageTimes | None = None,
     published_copy: PublishedCopy | None = None,
+    cpu: threading.Semaphore | None = None,
 ) -> tuple[AcceptedRecord | Reject, int | None]:
     """One candidate end to end: (outcome, bytes fetched or None). Never raises.
 
     Cheapest gates first: header, then (with ``published_copy``) the exact copy of a published
     sample, then the reduced decode and content filters, then ``prepare``. A reject after the
     reduced decode is offered to ``samples`` here, in the worker thread, while its image is at
-    hand. ``times`` receives each stage's thread CPU and wall seconds."""
+    hand. ``times`` receives each stage's thread CPU and wall seconds; ``cpu`` (see
+    :func:`cpu_slots`) bounds how many candidates are past the header at once."""
     times = times or StageTimes()
     fetched_bytes: int | None = None
     try:
@@ -250,53 +254,78 @@ def process_candidate(
                 sha256 = sha256_hex(fetched.data)
             if (original := published_copy(sha256)) is not None:
                 return Reject(candidate, DEDUPE_STAGE, REASON_DUPLICATE, original), fetched_bytes
-        measurements: dict[str, float | int] = {"exif_orientation": header.orientation}
-        image = None
-        if config.filters.enabled:
-            with times.time("probe_decode"):
-                image = prober.reduced_decode(fetched.data, header)
-            with times.time("filters"):
-                verdict = run_filters(image, config.filters)
-            measurements.update(verdict.measurements)
-            if not verdict.passed:
-                reject = Reject(
-                    candidate, "filter", verdict.reason or "", verdict.detail, measurements
-                )
+        # decode, filters, hashes and IQA: at most ``cpu`` candidates at once (fetches are not
+        # bounded by it), so a wide fetch pool does not decode 32 images on 2 cores at a time
+        with cpu if cpu is not None else contextlib.nullcontext():
+            measurements: dict[str, float | int] = {"exif_orientation": header.orientation}
+            image = None
+            if config.filters.enabled:
+                with times.time("probe_decode"):
+                    image = prober.reduced_decode(fetched.data, header)
+                with times.time("filters"):
+                    verdict = run_filters(image, config.filters)
+                measurements.update(verdict.measurements)
+                if not verdict.passed:
+                    reject = Reject(
+                        candidate, "filter", verdict.reason or "", verdict.detail, measurements
+                    )
+                    if samples is not None:
+                        samples.offer(reject, image)
+                    return reject, fetched_bytes
+            provenance = {
+                "final_url": fetched.final_url,
+                "http_status": fetched.status,
+                "content_type": fetched.content_type,
+                "sniffed_type": fetched.sniffed,
+                "attempts": fetched.attempts,
+                "fetch_seconds": round(fetched.seconds, 4),
+                "mode": header.mode,
+                **candidate.extra,
+            }
+            record = AcceptedRecord(
+                candidate=candidate,
+                data=fetched.data,
+                image=image,
+                format=header.extension,
+                width=header.width,
+                height=header.height,
+                measurements=measurements,
+                provenance=provenance,
+                sha256=sha256,
+            )
+            if prepare is not None and (late_reject := prepare(record)) is not None:
                 if samples is not None:
-                    samples.offer(reject, image)
-                return reject, fetched_bytes
-        provenance = {
-            "final_url": fetched.final_url,
-            "http_status": fetched.status,
-            "content_type": fetched.content_type,
-            "sniffed_type": fetched.sniffed,
-            "attempts": fetched.attempts,
-            "fetch_seconds": round(fetched.seconds, 4),
-            "mode": header.mode,
-            **candidate.extra,
-        }
-        record = AcceptedRecord(
-            candidate=candidate,
-            data=fetched.data,
-            image=image,
-            format=header.extension,
-            width=header.width,
-            height=header.height,
-            measurements=measurements,
-            provenance=provenance,
-            sha256=sha256,
-        )
-        if prepare is not None and (late_reject := prepare(record)) is not None:
-            if samples is not None:
-                samples.offer(late_reject, image, {**measurements, **late_reject.measurements})
-            return late_reject, fetched_bytes
-        return record, fetched_bytes
+                    samples.offer(late_reject, image, {**measurements, **late_reject.measurements})
+                return late_reject, fetched_bytes
+            return record, fetched_bytes
     except Rejection as rejection:
         return Reject.from_rejection(candidate, rejection), fetched_bytes
     except Exception as exc:  # a bug or an unforeseen input: recorded, never fatal to the batch
         log.exception("candidate %s (%s) failed", candidate.id, candidate.url)
         detail = f"{type(exc).__name__}: {exc}"
         return Reject(candidate, "internal", INTERNAL_ERROR, detail), fetched_bytes
+
+
+_CPU_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_CPU_SLOTS_LOCK = threading.Lock()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS reports one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_slots(slots: int = 0) -> threading.BoundedSemaphore:
+    """The process's semaphore of ``slots`` candidates in their CPU stages at once (0: its
+    usable cores), one per size and process, so that the partitions a Dask worker runs at
+    the same time share it. Decoding 32 candidates at once on 2 cores costs CPU, not only
+    memory: each switch evicts the others' images from the caches."""
+    count = slots or usable_cores()
+    with _CPU_SLOTS_LOCK:
+        return _CPU_SLOTS.setdefault(count, threading.BoundedSemaphore(count))
 
 
 def read_stats(out_uri: str) -> dict[str, Any] | None:
@@ -354,6 +383,7 @@ def run_partition(
     published_copy: PublishedCopy | None = getattr(sink, "published_copy", None)
     samples = RejectSampler(config.reject_samples)
     times = StageTimes()
+    cpu = cpu_slots(config.cpu_slots)
     try:
         with ThreadPoolExecutor(config.fetch.threads, thread_name_prefix="curate") as pool:
             # Finished futures arrive through a queue (O(1) each, unlike repeated wait() over
@@ -371,6 +401,7 @@ def run_partition(
                     samples,
                     times,
                     published_copy,
+                    cpu,
                 ).add_done_callback(finished.put)
             try:
                 for done_count in range(1, len(unique) + 1):

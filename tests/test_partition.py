@@ -244,3 +244,43 @@ def test_failing_sink_leaves_no_marker(http_server: FaultServer, tmp_path: Path)
     with pytest.raises(OSError, match="disk full"):
         run_partition(_mixed_partition(http_server), str(tmp_path), CONFIG, sink=Broken())
     assert read_stats(str(tmp_path)) is None
+
+
+class OverlapSink(CollectingSink):
+    """``prepare`` sleeps a little and records how many calls overlapped at most."""
+
+    def __init__(self) -> None:
+        super().__init__(reject_url="")
+        import threading
+
+        self._lock = threading.Lock()
+        self.running = self.most = 0
+
+    def prepare(self, record: AcceptedRecord) -> Reject | None:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.05)
+        with self._lock:
+            self.running -= 1
+        return None
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_cpu_slots_bound_candidates_past_the_header(tmp_path: Path, slots: int) -> None:
+    """Decoding, filtering and preparing run ``cpu_slots`` candidates at a time, with a fetch
+    pool wider than that (8 threads): no more overlap, and with 3 slots some overlap."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(8):
+        (folder / f"{i}.jpg").write_bytes(images.jpeg_bytes(images.photo_like(320, 256, seed=i)))
+    (partition,) = iter_partitions(SourceConfig(uri=str(folder)), partition_size=10)
+    config = CONFIG.model_copy(
+        update={"cpu_slots": slots, "fetch": CONFIG.fetch.model_copy(update={"threads": 8})}
+    )
+    sink = OverlapSink()
+    result = run_partition(partition, str(tmp_path / "out"), config, sink=sink)
+    assert result.stats["accepted"] == 8
+    assert sink.most <= slots
+    if slots > 1:
+        assert sink.most > 1  # the slots are used, not a single lane

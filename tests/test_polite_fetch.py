@@ -130,6 +130,15 @@ def test_robots_txt_allow_deny_4xx_5xx(
         assert http_server.hits["/private/b.jpg"] == 0
 
 
+def assert_spaced(times: list[float], interval: float) -> None:
+    """The server saw requests ``interval`` apart: on average within 5 %, and never two at
+    once (each gap over half the interval). A single gap is the send spacing plus the jitter
+    of two arrivals, which a loaded machine stretches by tens of milliseconds either way."""
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert (times[-1] - times[0]) / len(gaps) >= 0.95 * interval, gaps
+    assert min(gaps) >= 0.5 * interval, gaps
+
+
 def test_crawl_delay_spaces_requests_at_the_server(http_server: FaultServer, photo) -> None:
     clock = _Clock()
     rules = b"User-agent: *\nCrawl-delay: 0.4\n"
@@ -137,9 +146,7 @@ def test_crawl_delay_spaces_requests_at_the_server(http_server: FaultServer, pho
     urls = [http_server.route(f"/c{i}.jpg", clock.wrap(body(photo))) for i in range(4)]
     with Fetcher(FETCH) as fetcher:  # an allow-listed host: no rate, but Crawl-delay holds
         assert _fetch_all(fetcher, urls) == ["ok"] * 4
-    times = clock.images()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 0.38, gaps
+    assert_spaced(clock.images(), 0.4)
 
 
 # -- rate, Retry-After ---------------------------------------------------------------------------
@@ -151,9 +158,7 @@ def test_per_host_rate_holds_in_the_servers_log(http_server: FaultServer, photo)
     config = FETCH.model_copy(update={"per_host_rate": 5.0, "rate_limit_allow_listed": True})
     with Fetcher(config) as fetcher:
         assert _fetch_all(fetcher, urls) == ["ok"] * 8
-    times = clock.images()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 0.19, gaps  # 5 requests/s, 8 threads asking at once
+    assert_spaced(clock.images(), 0.2)  # 5 requests/s, 8 threads asking at once
 
 
 def test_allow_listed_hosts_are_not_rate_limited_by_default(http_server, photo) -> None:
