@@ -145,6 +145,7 @@ def run_mode(mode: str, folder: Path, out: Path, args: argparse.Namespace) -> di
                     "fetch": {"allow_hosts": ["127.0.0.1"], "threads": args.threads},
                     "partition_size": args.partition_size,
                 },
+                "quality": {"device": args.device},
             }
         )
         wall, cpu = time.perf_counter(), time.process_time()
@@ -212,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8, help="curation.fetch.threads")
     parser.add_argument("--partition-size", type=int, default=1000, help="candidates per partition")
     parser.add_argument(
+        "--device",
+        default="cpu",
+        help="quality.device: cpu (the fast path) or cuda (pyiqa on the GPU, bench/gpu_build.sh)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=12,
@@ -227,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.curation_accuracy import DEFAULT_LABELS
 
         args.labels = str(DEFAULT_LABELS)
+    from storage.devices import resolve_device
+
+    try:  # before the inputs are gathered: a CUDA request without CUDA is a one-line error
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
     report = Report("build", args, packages=("pyiqa", "scikit-image"))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from bench.curation_accuracy import InputError
@@ -244,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         from curation.quality import QualityConfig
 
         setup = time.process_time()
-        _scorer(QualityConfig().model_dump_json())  # pyiqa metrics: built once per process
+        try:  # the metrics: built once per process (the build reuses this scorer)
+            _scorer(QualityConfig(device=args.device).model_dump_json())
+        except ValueError as exc:  # "quality device 'cuda' requested but no CUDA device ..."
+            print(f"bench.build: error: {exc}", file=sys.stderr)
+            return 2
         measures.warm_up()  # the compiled loops of the filters: loaded once per process
         setup = time.process_time() - setup
         warmup = warm_up(folder, Path(tmp), args)

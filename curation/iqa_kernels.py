@@ -1,17 +1,20 @@
 """Compiled inner loops of the fast IQA path (numba): one pass where numpy needs several.
 
-:mod:`curation.iqa_fast` spends most of its time in two places when written with numpy: the
-MSCN's element-wise finish (seven passes over image-sized temporaries) and the (A)GGD sums of
-the coefficients and of their products with the image rolled by one pixel (a rolled copy,
-a product, then six reductions, per direction). Here each is one pass that allocates nothing
+:mod:`curation.iqa_fast` written with numpy spends most of its time in image-sized passes: the
+MSCN (two separable blurs, then seven element-wise passes over temporaries), the (A)GGD sums of
+the coefficients and of their products with the image rolled by one pixel (a rolled copy, a
+product, then six reductions, per direction), and the half scale (padded copies, all eight
+taps at full resolution). Here each is one pass over the image that allocates nothing
 image-sized beyond its output, and releases the GIL (``nogil``), so the build's worker threads
 score in parallel.
 
 The arithmetic is the numpy path's: the products are taken in the coefficients' dtype
-(float32 for BRISQUE, as pyiqa takes them) and every sum in float64. Only the order of the
-float64 additions differs (sequential here, pairwise in numpy), a relative 1e-12 on the
-sums. Compiled once per machine (``cache=True``: the machine code is kept beside this file,
-in ``__pycache__``); :func:`warm_up` compiles or loads it before a build's clock starts.
+(float32 for BRISQUE, as pyiqa takes them), every sum in float64, the half scale's terms in
+order in the image's dtype (bit-identical). Only the order of float64 additions differs
+(sequential here, pairwise or blocked in numpy and OpenCV), a relative 1e-12 or so.
+Compiled once per machine (``cache=True``: the machine code is kept beside this file, in
+``__pycache__``, or in numba's user cache where that is read-only); :func:`warm_up` compiles
+or loads every signature before a build's clock starts.
 """
 
 from __future__ import annotations

@@ -87,6 +87,25 @@ def test_bad_arguments_are_one_clear_error():
     assert "--n must be at least --queries" in proc.stderr
 
 
+def test_build_without_cuda_is_one_clear_error():
+    proc = run_module(["bench.build", "--device", "cuda", "--offline"])
+    if proc.returncode == 0:  # pragma: no cover - a machine with CUDA runs the benchmark
+        pytest.skip("CUDA is available here")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "no CUDA device" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_build_reports_cpu_per_candidate_by_stage_after_a_warm_up():
+    result = bench("build", "--offline", "--generated", "1", "--modes", "folder", "--warmup", "2")
+    assert result["warmup"]["files"] == 2 and result["warmup"]["cpu_s"] > 0
+    run = result["modes"]["folder"]
+    assert run["candidates"] == result["inputs"]["files"] and run["kept"] > 0
+    assert result["cpu_s_per_candidate"] == run["cpu_s_per_candidate"] > 0
+    assert {"probe_decode", "filters", "hashes", "iqa"} <= set(run["stage_cpu_s"])
+    assert isinstance(result["target_le_0_1"], bool)
+
+
 @pytest.mark.slow
 def test_quality_seconds_per_image():
     result = bench("quality", "--images", "1", "--repeats", "1", "--threads", "1")
