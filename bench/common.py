@@ -76,14 +76,12 @@ def _load() -> list[float]:
 
 def machine(load_at_start: list[float] | None = None) -> dict[str, Any]:
     """The machine, without its hostname: CPU, cores, memory, GPU, platform and load average."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count()
+    from storage.devices import usable_cores
+
     return {
         "cpu_model": _cpu_model(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "memory_total_gb": _memory_total_gb(),
         "gpu": _gpu_name(),
         "platform": platform.platform(),

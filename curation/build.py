@@ -22,7 +22,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from curation.sources import iter_all_partitions
 from curation.urls import redact_url
 from storage.atomic import atomic_write_bytes
 from storage.build_area import MANIFEST_FILE, SAMPLES_PREFIX, BuildArea
+from storage.devices import usable_cores
 from storage.schemas import (
     IQA_COLUMNS,
     MANIFEST_SCHEMA,
@@ -203,7 +203,7 @@ class StagingSink:
             max_bytes=1 << 62,
             digest=False,  # staging shards: each sample's sha256 is in the manifest
         )
-        slots = max(1, (os.cpu_count() or 1) // max(1, torch.get_num_threads()))
+        slots = max(1, usable_cores() // max(1, torch.get_num_threads()))
         self._scoring = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._prepared: dict[str, dict[str, Any]] = {}

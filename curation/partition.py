@@ -33,7 +33,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -56,6 +55,7 @@ from curation.records import AcceptedRecord, Candidate, Partition, Reject, Rejec
 from curation.reject_samples import RejectSampler
 from storage.atomic import atomic_write_bytes, atomic_write_json
 from storage.build_area import REJECT_SAMPLES_FILE, REJECTS_FILE, STATS_FILE
+from storage.devices import usable_cores
 from storage.schemas import (
     REJECT_SAMPLES_SCHEMA,
     REJECTS_SCHEMA,
@@ -308,14 +308,6 @@ def process_candidate(
 
 _CPU_SLOTS: dict[int, threading.BoundedSemaphore] = {}
 _CPU_SLOTS_LOCK = threading.Lock()
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity where the OS reports one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def cpu_slots(slots: int = 0) -> threading.BoundedSemaphore:

@@ -10,7 +10,6 @@ runs on the same cluster as the partitions; otherwise in this process.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,6 +38,7 @@ from curation.config import BuildConfig
 from curation.records import Partition
 from storage.build_area import BuildArea
 from storage.config_errors import validate_config
+from storage.devices import usable_cores
 from storage.versions import Dataset, VersionRef
 
 
@@ -146,7 +146,7 @@ def _task_runner(scheduler: str | None):
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=scheduler)
-    return ThreadPoolTaskRunner(max_workers=max(1, os.cpu_count() or 1))
+    return ThreadPoolTaskRunner(max_workers=usable_cores())
 
 
 def _pair_search(scheduler: str | None):

@@ -3,10 +3,12 @@
 Build scoring (``curation.quality``), training, evaluation and ``mird restore`` all take the
 same request strings; resolving them here keeps one meaning of "auto" and one error for a GPU
 asked for where none is. Torch is imported on call, so importing this module stays free.
+:func:`usable_cores` is the CPU side: how many cores this process may run on.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,3 +43,12 @@ def resolve_device(request: object = "auto", local_rank: int | None = None) -> t
                 "device(s) are available"
             )
     return device
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS reports one (a
+    container or ``taskset`` may allow fewer than the machine has), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
