@@ -256,11 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         from curation.quality import QualityConfig
 
         setup = time.process_time()
-        try:  # the metrics: built once per process (the build reuses this scorer)
-            _scorer(QualityConfig(device=args.device).model_dump_json())
-        except ValueError as exc:  # "quality device 'cuda' requested but no CUDA device ..."
-            print(f"bench.build: error: {exc}", file=sys.stderr)
-            return 2
+        # the metrics, built once per process (the build reuses this scorer); the device was
+        # checked before the inputs were gathered
+        _scorer(QualityConfig(device=args.device).model_dump_json())
         measures.warm_up()  # the compiled loops of the filters: loaded once per process
         setup = time.process_time() - setup
         warmup = warm_up(folder, Path(tmp), args)
